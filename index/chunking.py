@@ -117,7 +117,15 @@ def _split_long_span(
 ) -> list[Sentence]:
     """Cut an over-long sentence at word boundaries into pieces that fit the budget."""
     pieces: list[Sentence] = []
-    words = [(m.start() + start, m.end() + start) for m in re.finditer(r"\S+", text[start:end])]
+    words: list[tuple[int, int]] = []
+    for m in re.finditer(r"\S+", text[start:end]):
+        word_start, word_end = m.start() + start, m.end() + start
+        word = text[word_start:word_end]
+        if count_tokens(word) > limit or not fits(word):
+            # A run without spaces (a URL, CJK text) that alone is over budget: cut it anywhere.
+            words.extend(_split_word(text, word_start, word_end, limit, fits))
+        else:
+            words.append((word_start, word_end))
     i = 0
     while i < len(words):
         j = i + 1
@@ -128,6 +136,25 @@ def _split_long_span(
             j += 1
         pieces.append(Sentence(words[i][0], words[j - 1][1]))
         i = j
+    return pieces
+
+
+def _split_word(
+    text: str, start: int, end: int, limit: int, fits: Callable[[str], bool]
+) -> list[tuple[int, int]]:
+    """Cut one whitespace-free run into the longest prefixes that fit (at least one char each)."""
+    pieces: list[tuple[int, int]] = []
+    while start < end:
+        low, high = start + 1, end  # the longest fitting piece ends in [low, high]
+        while low < high:
+            middle = (low + high + 1) // 2
+            candidate = text[start:middle]
+            if count_tokens(candidate) <= limit and fits(candidate):
+                low = middle
+            else:
+                high = middle - 1
+        pieces.append((start, low))
+        start = low
     return pieces
 
 

