@@ -138,8 +138,9 @@ class CachedEmbeddings:
         )
         self.vectors: dict[str, np.ndarray] = {}
         if self.cache_path and self.cache_path.exists():
-            data = np.load(self.cache_path)
-            self.vectors = {k: data["vectors"][i] for i, k in enumerate(data["keys"])}
+            with np.load(self.cache_path) as data:
+                keys, vectors = data["keys"], data["vectors"]
+            self.vectors = {str(k): vectors[i] for i, k in enumerate(keys)}
 
     @staticmethod
     def _key(text: str) -> str:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, File, Request, UploadFile
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
@@ -41,6 +41,14 @@ _ERRORS = {400: {"model": ErrorResponse}, 401: {"model": ErrorResponse},
            415: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
            503: {"model": ErrorResponse}}
 _OPEN_PATHS = {"/healthz"}
+
+
+def get_service(request: Request) -> QAService:
+    """The QAService built in the lifespan."""
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+Service = Annotated[QAService, Depends(get_service)]
 
 
 def error_response(status: int, code: str, message: str,
@@ -87,11 +95,6 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
     )
     app.state.settings = settings
     app.state.metrics = metrics
-
-    def get_service(request: Request) -> QAService:
-        return request.app.state.service  # type: ignore[no-any-return]
-
-    Service = Annotated[QAService, Depends(get_service)]
 
     # -- middleware ---------------------------------------------------------------------------
     @app.middleware("http")
@@ -268,5 +271,4 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
         """Delete a document: its vectors, BM25 entries and rows, as a new index version."""
         return svc.delete_document(doc_id)
 
-    del File, UploadFile  # multipart is parsed by hand to share one route with JSON
     return app

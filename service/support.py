@@ -36,6 +36,8 @@ WEIGHTS_FILE = "support_weights.json"
 MAX_EMBEDDED_QUOTES = 8
 #: How many quotes the greedy cover may combine to support one claim.
 COVER_QUOTES = 3
+#: Stems are cut to this many characters (cheap conflation of derivations).
+STEM_PREFIX = 5
 
 
 class SupportLabel(str, enum.Enum):
@@ -180,7 +182,9 @@ def stem(word: str) -> str:
         if w.endswith(suffix) and len(w) - len(suffix) >= 3:
             w = w[: len(w) - len(suffix)] + repl
             break
-    return w[:6]
+    if w.endswith("e") and len(w) > 4:
+        w = w[:-1]
+    return w[:STEM_PREFIX]
 
 
 def _format_number(value: float) -> str:

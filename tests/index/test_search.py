@@ -241,6 +241,7 @@ def seed_snapshot(seed_index_dir: Path,
 @pytest.mark.parametrize(
     ("prefix", "question"),
     [(prefix, q) for prefix, questions in SEED_QUESTIONS.items() for q in questions],
+    ids=[f"{prefix}-q{i}" for prefix, qs in SEED_QUESTIONS.items() for i in range(len(qs))],
 )
 def test_seed_question_finds_its_article_in_top_3(
     seed_snapshot: IndexSnapshot, real_embedder: SentenceTransformerEmbedder,
