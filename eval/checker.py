@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from service.support import (
-    EMBEDDING_FEATURES,
-    LEXICAL_FEATURES,
+    EMBEDDING_MODEL_FEATURES,
+    LEXICAL_MODEL_FEATURES,
     WEIGHTS_FILE,
     LogisticModel,
     SupportChecker,
@@ -297,7 +297,7 @@ def fit(dev: Sequence[Example], embedder: Any | None, weights_out: Path) -> Supp
     y = gold.astype(np.float64)
     lex_checker = SupportChecker()
     rows = [lex_checker.features(ex.claim, ex.quotes) for ex in dev]
-    lexical = fit_logistic(_matrix(rows, LEXICAL_FEATURES), y, LEXICAL_FEATURES)
+    lexical = fit_logistic(_matrix(rows, LEXICAL_MODEL_FEATURES), y, LEXICAL_MODEL_FEATURES)
     payload: dict[str, Any] = {
         "meta": {
             "fitted_on": "WiCE claim-dev.jsonl (partially_supported -> not supported)",
@@ -322,7 +322,7 @@ def fit(dev: Sequence[Example], embedder: Any | None, weights_out: Path) -> Supp
         for ex in dev:
             cv, qv = _vectors_for(ex, cache)
             rows.append(lex_checker.features(ex.claim, ex.quotes, claim_vector=cv, quote_vectors=qv))
-        names = LEXICAL_FEATURES + EMBEDDING_FEATURES
+        names = EMBEDDING_MODEL_FEATURES
         emb = fit_logistic(_matrix(rows, names), y, names)
         emb_models = SupportModels(lexical, emb, empty, empty)
         emb_scores = _scores(SupportChecker(models=emb_models), dev, cache)
@@ -381,7 +381,9 @@ def _auc(gold: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-def speed_benchmark(embedder: Any | None, repeats: int = 200) -> dict[str, float]:
+def speed_benchmark(
+    embedder: Any | None, models: SupportModels | None = None, repeats: int = 200
+) -> dict[str, float]:
     """ms per check for a service-sized case (1 claim, 2 quotes), with and without vectors."""
     claim = (
         "Nezavisimaya Gazeta (2023) reports that the plant employs about 6.5 thousand workers "
@@ -392,14 +394,14 @@ def speed_benchmark(embedder: Any | None, repeats: int = 200) -> dict[str, float
         "Managers said output had fallen by a third since the start of the year.",
     ]
     out: dict[str, float] = {}
-    lexical = SupportChecker()
+    lexical = SupportChecker(models=models)
     _analyse.cache_clear()
     start = time.perf_counter()
     for i in range(repeats):
         lexical.check(claim + f" {i}", quotes)  # vary the claim so the analysis cache misses
     out["lexical_ms"] = 1000 * (time.perf_counter() - start) / repeats
     if embedder is not None:
-        checker = SupportChecker(embedder)
+        checker = SupportChecker(embedder, models=models)
         vectors = embedder.embed([claim, *quotes])
         start = time.perf_counter()
         for i in range(repeats):
@@ -467,7 +469,7 @@ def run_checker_eval(
         if cf:
             block["climate_fever"] = evaluate_split(checker, cf, c)
         results["settings"][name] = block
-    results["speed"] = speed_benchmark(embedder)
+    results["speed"] = speed_benchmark(embedder, models)
     if report_dir is not None:
         write_reports(results, Path(report_dir))
     return results

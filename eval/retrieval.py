@@ -350,7 +350,9 @@ def run_retrieval_eval(
     selected = None
     if hybrid:
         pick_from = tuning if tuning else test
-        selected = max(hybrid, key=lambda s: pick_from[s]["ndcg@10"])
+        default = Setting("hybrid", DEFAULT_FUSION, DEFAULT_DENSE_WEIGHT)
+        # Ties go to the current default, so a change is only suggested when it measurably helps.
+        selected = max(hybrid, key=lambda s: (pick_from[s]["ndcg@10"], s == default))
     report: dict[str, Any] = {
         "dataset": dataset.name,
         "source": str(beir_dir),

@@ -261,8 +261,8 @@ def _same_quantity(unit_a: str | None, unit_b: str | None) -> bool:
     if unit_a is None or unit_b is None:
         return True  # "Most of them – 4 thousand – are…": the count's noun is elsewhere
     stem_a, stem_b = _stem(unit_a), _stem(unit_b)
-    if stem_a == stem_b:
-        return True
+    if stem_a == stem_b or "people" in (unit_a, unit_b):
+        return True  # "estimated at 1,200 people" counts whatever the sentence is about
     personnel = _personnel_stems()
     return stem_a in personnel and stem_b in personnel
 

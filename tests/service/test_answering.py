@@ -1,0 +1,120 @@
+"""The extractive answerer with the fake embedder: selection, neighbours, conflicts, abstention."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from corpus.errors import EmptyQuestion, InvalidRequest
+from corpus.loader import parse_document
+from index.embedding import HashEmbedder
+from index.store import IndexWriter
+from service.answering import format_published
+from service.config import Settings
+from service.core import QAService, clean_question
+from service.schemas import AskRequest, FiltersIn
+
+ARTICLES = {
+    "alpha": ("Alpha Times", "2021-05", "Border report from Alpha\n\n"
+              "The ministry of defence published its annual review on Monday. The number of "
+              "smugglers arrested on the northern border is estimated at 1,200 people. Most of "
+              "them – 800 – were caught near the river crossing. Officials blamed poverty for the "
+              "rise in smuggling.\n\nThe governor Karim Rasulov opened a new checkpoint in March "
+              "because traffic had doubled."),
+    "beta": ("Beta News", "2023-02", "Smuggling update\n\n"
+             "A later survey counted about 2,500 smugglers arrested on the northern border in "
+             "2022. The survey was run by the Institute for Border Studies. Analysts said the "
+             "figures were rising fast."),
+}
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> QAService:
+    embedder = HashEmbedder(dimension=256)
+    docs = [parse_document(text.encode(), name=doc_id, suffix=".txt", doc_id=doc_id,
+                           metadata={"outlet": outlet, "published": published})
+            for doc_id, (outlet, published, text) in ARTICLES.items()]
+    IndexWriter(tmp_path, embedder).apply(docs)
+    return QAService(Settings(data_dir=tmp_path, embedder="hash"), embedder)
+
+
+def _guarantees(service: QAService, response) -> None:  # type: ignore[no-untyped-def]
+    ids = {c.id for c in response.citations}
+    assert {int(m) for m in re.findall(r"\[(\d+)\]", response.answer)} <= ids
+    for citation in response.citations:
+        text = service.get_document(citation.doc_id).text
+        assert citation.quote == text[citation.source_span.start:citation.source_span.end]
+    for sentence in response.sentences:
+        assert response.answer[sentence.start:sentence.end].endswith(
+            f"[{sentence.citations[0].id}]")
+
+
+def test_answer_is_verbatim_attributed_and_cited(service: QAService) -> None:
+    response = service.ask(AskRequest(question="Why did the governor open a new checkpoint?"))
+    assert response.answerable, response.answer
+    assert "because traffic had doubled" in response.answer
+    assert response.answer.startswith("Alpha Times (May 2021) reports:")
+    assert all(s.citations[0].support.label == "supported" for s in response.sentences)
+    _guarantees(service, response)
+
+
+def test_pronoun_sentence_brings_its_antecedent(service: QAService) -> None:
+    response = service.ask(AskRequest(
+        question="How many smugglers were caught near the river crossing?"))
+    assert response.answerable
+    assert "800" in response.answer
+    # "Most of them – 800 –" only makes sense with the sentence that says who "them" are.
+    assert "number of smugglers arrested" in response.answer
+    _guarantees(service, response)
+
+
+def test_conflicting_figures_are_reported_with_sources(service: QAService) -> None:
+    response = service.ask(AskRequest(
+        question="How many smugglers were arrested on the northern border?"))
+    assert response.answerable
+    assert response.conflicts, response.answer
+    values = {v.value for v in response.conflicts[0].values}
+    assert {"1,200", "2,500"} <= values
+    outlets = {c.outlet for c in response.citations}
+    assert outlets == {"Alpha Times", "Beta News"}
+    _guarantees(service, response)
+
+
+def test_missing_names_abstain_with_reason(service: QAService) -> None:
+    response = service.ask(AskRequest(
+        question="How many smugglers did Kazakhstan arrest on the northern border?"))
+    assert not response.answerable
+    assert response.abstain_reason == "missing_key_terms"
+    assert "Kazakhstan" in response.answer
+    assert response.passages and not response.citations
+
+
+def test_unrelated_question_abstains(service: QAService) -> None:
+    response = service.ask(AskRequest(question="What is the best recipe for onion soup?"))
+    assert not response.answerable
+    assert response.abstain_reason in ("no_relevant_passages", "insufficient_support")
+
+
+def test_filters_limit_evidence(service: QAService) -> None:
+    response = service.ask(AskRequest(
+        question="How many smugglers were arrested on the northern border?",
+        filters=FiltersIn(outlets=["Beta News"])))
+    assert {c.outlet for c in response.citations} == {"Beta News"}
+    assert not response.conflicts
+
+
+def test_question_cleaning() -> None:
+    assert clean_question("  what\x00 happened\ud800?  ", 100) == "what happened ?"
+    with pytest.raises(EmptyQuestion):
+        clean_question(" \t\n", 100)
+    with pytest.raises(InvalidRequest):
+        clean_question("x" * 101, 100)
+
+
+def test_format_published() -> None:
+    assert format_published("2023-01") == "January 2023"
+    assert format_published("2022-03-07") == "7 March 2022"
+    assert format_published("2020") == "2020"
+    assert format_published(None) == "undated"
