@@ -135,6 +135,7 @@ class SentenceTable:
             texts[doc_id] = snapshot.document(doc_id)["text"]
         self.doc_text = texts
         self._doc_tokens: dict[str, set[str]] = {}
+        self._paragraphs: dict[tuple[str, int], tuple[set[str], str]] = {}
         rows = sorted(self.by_row)
         self.text = {r: texts[self.by_row[r].doc_id][self.by_row[r].start:self.by_row[r].end]
                      for r in rows}
@@ -170,6 +171,19 @@ class SentenceTable:
             meta = self.snapshot.document_meta(doc_id)
             cached = set(tokenize([f"{meta['title']} {meta['outlet']} {self.doc_text[doc_id]}"])[0])
             self._doc_tokens[doc_id] = cached
+        return cached
+
+    def paragraph(self, sentence: SentenceRecord) -> tuple[set[str], str]:
+        """Tokens and text of the paragraph holding ``sentence`` (cached)."""
+        text = self.doc_text[sentence.doc_id]
+        start = text.rfind("\n", 0, sentence.start) + 1
+        end = text.find("\n", sentence.end)
+        end = len(text) if end < 0 else end
+        key = (sentence.doc_id, start)
+        cached = self._paragraphs.get(key)
+        if cached is None:
+            cached = (set(tokenize([text[start:end]])[0]), text[start:end])
+            self._paragraphs[key] = cached
         return cached
 
     def previous(self, sentence: SentenceRecord) -> SentenceRecord | None:
@@ -349,6 +363,12 @@ class Answerer:
                 coverage = coverage + 0.8 * (ctx_coverage - coverage)
                 named = named + 0.8 * (ctx_named - named)
                 context_row = previous.row
+        if named < 1.0:
+            # Names set up earlier in the paragraph ("Saudi Arabia closed its embassy…")
+            # still apply to its later sentences ("Diplomats … were transferred to Islamabad").
+            paragraph_tokens, paragraph_text = self.sentences.paragraph(sentence)
+            _, paragraph_named = self.coverage(analysis, paragraph_tokens, paragraph_text)
+            named = max(named, 0.9 * paragraph_named)
         type_match = has_type_evidence(text, analysis.answer_type)
         p = self.policy
         score = (p.weight_dense * dense + p.weight_coverage * coverage
@@ -471,7 +491,15 @@ class Answerer:
         tokens = self.sentences.doc_tokens(doc_id)
         meta = self.snapshot.document_meta(doc_id)
         text = f"{meta['title']} {meta['outlet']} {self.sentences.doc_text[doc_id]}"
-        return self.coverage(analysis, tokens, text)
+        coverage, named = self.coverage(analysis, tokens, text)
+        if analysis.source_terms:
+            # The source a question names ("according to the Lansing Institute") must be in
+            # the article: it counts like a name.
+            weights = self.sentences.weights(analysis.source_terms)
+            hit = sum(weights[t] for t in analysis.source_terms if _term_matches(t, tokens))
+            source = hit / sum(weights.values())
+            named = min(named, source) if analysis.named_terms or analysis.acronyms else source
+        return coverage, named
 
     def _redundant(self, candidate: Evidence, chosen: Sequence[Evidence]) -> bool:
         vectors = self.snapshot.sentence_vectors

@@ -279,16 +279,19 @@ class QAService:
         return " ".join(parts), sentences, citations, conflicts
 
     def _missing_names(self, question: str, decision: Decision, live: _Live) -> str:
-        analysis = analyse_question(question)
+        """The question's names that the best-matching article does not contain."""
         words = re.findall(r"[\w'-]+", question)
         named = [w for i, w in enumerate(words) if i > 0 and w[:1].isupper()]
         if decision.best is None or live.answerer is None:
-            return ", ".join(named)
-        tokens = live.answerer.sentences.tokens[decision.best.sentence.row]
+            return ", ".join(f"“{w}”" for w in dict.fromkeys(named))
         from index.lexical import tokenize
-        missing = [w for w in named if not all(
-            t in tokens for t in tokenize([w])[0])]
-        del analysis
+
+        tokens = live.answerer.sentences.doc_tokens(decision.best.sentence.doc_id)
+        missing = [w for w in named
+                   if not all(t in tokens for t in tokenize([w])[0])
+                   and not (w.isupper() and re.search(rf"\b{re.escape(w)}",
+                                                      live.answerer.sentences.doc_text[
+                                                          decision.best.sentence.doc_id]))]
         return ", ".join(f"“{w}”" for w in dict.fromkeys(missing))
 
     def _verify(self, answer: str, sentences: list[AnswerSentence], citations: list[Citation],

@@ -178,6 +178,15 @@ class QuestionAnalysis:
     named_terms: tuple[str, ...]  # stems of capitalised words (names, places, groups)
     numbers: tuple[float, ...]
     acronyms: tuple[str, ...] = ()  # "IS", "US": matched case-sensitively, never stopwords
+    source_terms: tuple[str, ...] = ()  # from "according to X": who says it, not what is said
+
+
+# "…, according to the Lansing Institute note?" names the source, not part of the fact.
+_SOURCE_CLAUSE = re.compile(
+    r"[,;]?\s*\b(?:according\s+to|in\s+the\s+(?:view|opinion|words)\s+of|as\s+reported\s+by|"
+    r"as\s+named\s+by|named\s+by|as\s+cited\s+by|cited\s+by|per)\s+([^,;?]+)",
+    re.IGNORECASE,
+)
 
 
 @lru_cache(maxsize=2048)
@@ -188,13 +197,22 @@ def analyse_question(question: str) -> QuestionAnalysis:
         if pattern.search(question):
             answer_type = candidate
             break
+    source_terms: tuple[str, ...] = ()
+    source = _SOURCE_CLAUSE.search(question)
+    if source is not None and source.start() > 0:
+        # Only the names in the clause pin the source down; "a European think tank" is
+        # a description that the article may word differently.
+        names = [w for w in re.findall(r"[\w'-]+", source.group(1)) if w[:1].isupper()]
+        source_terms = tuple(dict.fromkeys(tokenize([" ".join(names)])[0])) if names else ()
+        question = question[: source.start()] + question[source.end():]
     words = re.findall(r"[\w'-]+", question)
     content = [w for w in words if w.lower() not in _SCAFFOLDING and len(w) > 1]
     stems = tokenize([" ".join(content)])[0] if content else []
     acronyms = tuple(dict.fromkeys(w for w in words if len(w) >= 2 and w.isupper()
                                    and w.isalpha()))
-    named_words = [w for i, w in enumerate(words) if i > 0 and w[:1].isupper()
-                   and w.lower() not in _SCAFFOLDING and w not in acronyms]
+    named_words = [piece for i, w in enumerate(words) if i > 0 and w[:1].isupper()
+                   and w.lower() not in _SCAFFOLDING and w not in acronyms
+                   for piece in w.split("-") if piece[:1].isupper()]  # "American-made"
     named = tokenize([" ".join(named_words)])[0] if named_words else []
     numbers = tuple(m.value for m in find_numbers(question))
     return QuestionAnalysis(
@@ -204,6 +222,7 @@ def analyse_question(question: str) -> QuestionAnalysis:
         named_terms=tuple(dict.fromkeys(named)),
         numbers=numbers,
         acronyms=acronyms,
+        source_terms=source_terms,
     )
 
 

@@ -40,7 +40,7 @@ COVER_QUOTES = 3
 STEM_PREFIX = 6
 
 
-class SupportLabel(str, enum.Enum):
+class SupportLabel(enum.StrEnum):
     """Three-way verdict on a claim given its cited quotes."""
 
     SUPPORTED = "supported"
@@ -118,6 +118,11 @@ _NUMBER = re.compile(
 _WORD_NUMBER = re.compile(
     r"\b(" + "|".join(_WORD_NUMBERS) + r")\b(?:\s+(thousand|million|billion|trillion))?",
     re.IGNORECASE,
+)
+# Scale and unit words belong to the number they follow; numbers are compared separately.
+_NUMBER_WORDS = frozenset(
+    ("thousand", "thousands", "million", "millions", "billion", "billions", "trillion", "mln",
+     "mn", "bn", "tn", "percent", "per", "cent")
 )
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z'’]*|\d[\d,.]*")
 
@@ -209,7 +214,7 @@ def extract_numbers(text: str) -> dict[float, str]:
         value = float(integer.replace(",", "") + ("." + decimals if decimals else ""))
         if scale:
             factor = _SCALES[scale.lower()]
-            # "5 m" could be metres; a bare single-letter scale only counts after a currency/decimal.
+            # "5 m" may be metres: a one-letter scale counts only after a currency sign/decimal.
             if len(scale) == 1 and not (decimals or folded[max(0, match.start() - 1)] in "$£€"):
                 factor = 1.0
             value *= factor
@@ -352,7 +357,13 @@ def _analyse(text: str) -> _Text:
             scope_left = _NEGATION_SCOPE
             first_word = False
             continue
-        if token[0].isdigit() or lower in _STOPWORDS or lower in _WORD_NUMBERS or len(lower) < 2:
+        if (
+            token[0].isdigit()
+            or lower in _STOPWORDS
+            or lower in _WORD_NUMBERS
+            or lower in _NUMBER_WORDS
+            or len(lower) < 2
+        ):
             first_word = False
             continue
         s = stem(lower)
@@ -408,7 +419,12 @@ LEXICAL_FEATURES = (
 EMBEDDING_FEATURES = ("cos_best", "cos_cover")
 #: The features the fitted models use: a compact set (349 training claims; larger sets overfit).
 LEXICAL_MODEL_FEATURES = (
-    "soft_wcover", "wcover", "number_missing", "entity_cover", "soft_max_uncovered", "max_uncovered",
+    "soft_wcover",
+    "wcover",
+    "number_missing",
+    "entity_cover",
+    "soft_max_uncovered",
+    "max_uncovered",
 )
 EMBEDDING_MODEL_FEATURES = (*LEXICAL_MODEL_FEATURES, "cos_cover")
 
@@ -779,8 +795,12 @@ class SupportChecker:
         quote_vectors = _scatter(vectors, list(range(1, len(chosen) + 1)), chosen, len(quotes))
         return vectors[0], quote_vectors
 
-    def _decide(self, values: dict[str, float], feats: _Features, use_embedding: bool) -> SupportResult:
-        model = self.models.embedding if use_embedding and self.models.embedding else self.models.lexical
+    def _decide(
+        self, values: dict[str, float], feats: _Features, use_embedding: bool
+    ) -> SupportResult:
+        model = self.models.lexical
+        if use_embedding and self.models.embedding is not None:
+            model = self.models.embedding
         thresholds = self.thresholds_for(use_embedding)
         score = model.score(values)
         reasons = list(feats.reasons)
