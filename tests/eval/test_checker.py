@@ -1,0 +1,104 @@
+"""Tests for eval/checker.py: data loading, metrics, fitting and a small WiCE smoke run."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eval.checker import (
+    best_ba_threshold,
+    binary_metrics,
+    fit_logistic,
+    load_climate_fever,
+    load_wice,
+    resolve_wice,
+    write_reports,
+)
+from service.support import SupportChecker
+
+# Public data sets live outside the repository (../shared/datasets); override with an env var.
+DATASETS = Path(
+    os.environ.get("GROUNDQA_DATASETS", Path(__file__).resolve().parents[3] / "shared" / "datasets")
+)
+WICE = DATASETS / "wice"
+CLIMATE_FEVER = DATASETS / "climate-fever" / "climate-fever.jsonl"
+
+
+def test_binary_metrics() -> None:
+    m = binary_metrics([True, True, False, False], [True, False, False, True])
+    assert m["balanced_accuracy"] == pytest.approx(0.5)
+    assert m["precision"] == pytest.approx(0.5)
+    assert m["recall"] == pytest.approx(0.5)
+    assert math.isnan(binary_metrics([False, False], [False, False])["recall"])
+
+
+def test_best_threshold_separates() -> None:
+    gold = np.array([False, False, True, True])
+    t = best_ba_threshold(gold, np.array([0.1, 0.2, 0.7, 0.9]))
+    assert 0.2 < t <= 0.7
+
+
+def test_fit_logistic_learns_direction() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2))
+    y = (x[:, 0] > 0).astype(float)
+    model = fit_logistic(x, y, ("a", "b"))
+    assert model.weights[0] > 1.0
+    assert abs(model.weights[1]) < model.weights[0] / 3
+    assert model.score({"a": 2.0, "b": 0.0}) > 0.8
+
+
+def test_resolve_wice(tmp_path: Path) -> None:
+    assert resolve_wice(tmp_path) == (tmp_path / "claim-dev.jsonl", tmp_path / "claim-test.jsonl")
+    test_file = tmp_path / "claim-test.jsonl"
+    assert resolve_wice(test_file) == (tmp_path / "claim-dev.jsonl", test_file)
+
+
+def test_load_wice_literal_lists(tmp_path: Path) -> None:
+    row = {
+        "label": "partially_supported",
+        "supporting_sentences": "[[1]]",
+        "claim": "A claim.",
+        "evidence": "['zero', 'one', 'two']",
+        "meta": {},
+    }
+    path = tmp_path / "claim-test.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    (ex,) = load_wice(path)
+    assert ex.quotes == ("zero", "one", "two") and ex.supported is False
+    (only,) = load_wice(path, supporting_only=True)
+    assert only.quotes == ("one",)
+
+
+def test_write_reports(tmp_path: Path) -> None:
+    metrics = binary_metrics([True, False], [True, False])
+    block = {
+        "binary": metrics, "label_supported": metrics, "auc": 1.0,
+        "oracle_threshold_balanced_accuracy": 1.0, "ms_per_check": 0.1,
+    }
+    results = {"task": "t", "settings": {"lexical": {"wice_test": block}}, "speed": {"x_ms": 1.0}}
+    write_reports(results, tmp_path)
+    assert json.loads((tmp_path / "report.json").read_text())["task"] == "t"
+    assert "| lexical | wice_test |" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.skipif(not WICE.exists(), reason="WiCE data set not available")
+def test_wice_subset_scores_supported_higher() -> None:
+    examples = load_wice(WICE / "claim-dev.jsonl")[:80]
+    checker = SupportChecker()
+    scores = np.array([checker.check(ex.claim, ex.quotes).score for ex in examples])
+    gold = np.array([ex.supported for ex in examples])
+    assert gold.any() and (~gold).any()
+    assert scores[gold].mean() > scores[~gold].mean()
+
+
+@pytest.mark.skipif(not CLIMATE_FEVER.exists(), reason="Climate-FEVER data set not available")
+def test_load_climate_fever_pairs() -> None:
+    examples = load_climate_fever(CLIMATE_FEVER)
+    assert len(examples) == 7675
+    assert all(len(ex.quotes) == 1 for ex in examples[:50])
