@@ -134,6 +134,12 @@ _ATTRIBUTION_VERBS = (
 )
 _ATTRIBUTION_PREFIXES = (
     re.compile(r"^\s*(?:according to|as reported by|per)\s+[^,]{1,100},\s*", re.IGNORECASE),
+    # A source named by its quoted title: 'The article “…” (September 2023) reports:'
+    re.compile(
+        r"^\s*(?:the\s+)?(?:article|report|story|piece)\s+[“\"'‘][^”\"’]{1,200}[”\"'’]\s*"
+        r"(?:\([^)]{1,60}\)\s*)?,?\s*" + _ATTRIBUTION_VERBS + r"(?:\s+that\b|\s*[,:])\s*",
+        re.IGNORECASE,
+    ),
     re.compile(
         r"^\s*(?:in\s+)?(?:[\w&.'’\-]+\s+){0,7}?[\w&.'’\-]+\s*(?:\([^)]{1,60}\)\s*)?,?\s*"
         + _ATTRIBUTION_VERBS

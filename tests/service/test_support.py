@@ -196,3 +196,11 @@ def test_real_model_labels(real_embedder) -> None:  # type: ignore[no-untyped-de
     assert labels[2] is not SupportLabel.UNSUPPORTED
     assert labels[3] is SupportLabel.UNSUPPORTED
     assert np.isfinite([r.score for r in results]).all()
+
+
+def test_attribution_by_quoted_title_is_stripped() -> None:
+    from service.support import strip_attribution
+
+    claim = ("The article “Central Asia Voice Terrorism Concerns” (September 2023) reports: "
+             "Tajik authorities seized about five tonnes of narcotics.")
+    assert strip_attribution(claim) == "Tajik authorities seized about five tonnes of narcotics."
