@@ -21,6 +21,10 @@ DEFAULT_DENSE_WEIGHT = 0.5
 RRF_K = 60
 CANDIDATES_PER_SIGNAL = 100
 
+# One query is far too small to gain from OpenMP threads, whose start-up dominated query time;
+# concurrency comes from serving several requests at once.
+faiss.omp_set_num_threads(1)
+
 
 @dataclass(frozen=True)
 class Passage:

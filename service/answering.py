@@ -135,6 +135,7 @@ class SentenceTable:
             texts[doc_id] = snapshot.document(doc_id)["text"]
         self.doc_text = texts
         self._doc_tokens: dict[str, set[str]] = {}
+        self._term_weights: dict[str, float] = {}
         self._paragraphs: dict[tuple[str, int], tuple[set[str], str]] = {}
         rows = sorted(self.by_row)
         self.text = {r: texts[self.by_row[r].doc_id][self.by_row[r].start:self.by_row[r].end]
@@ -155,13 +156,15 @@ class SentenceTable:
         """IDF weights of question terms (unknown terms get the highest weight)."""
         out = {}
         for term in terms:
-            if term in self.idf:
-                out[term] = self.idf[term]
-            else:
+            weight = self.idf.get(term) or self._term_weights.get(term)
+            if weight is None:
                 matches = [v for k, v in self.idf.items()
                            if len(term) >= _TERM_MIN_PREFIX and len(k) >= _TERM_MIN_PREFIX
                            and (k.startswith(term) or term.startswith(k))]
-                out[term] = max(matches) if matches else self.default_idf
+                weight = max(matches) if matches else self.default_idf
+                if len(self._term_weights) < 100_000:
+                    self._term_weights[term] = weight
+            out[term] = weight
         return out
 
     def doc_tokens(self, doc_id: str) -> set[str]:
