@@ -45,6 +45,7 @@ class AnswerPolicy:
     weight_dense: float = 1.0
     weight_coverage: float = 0.6
     weight_named: float = 0.3
+    weight_document_names: float = 0.3  # the article has the question's names and source
     weight_type: float = 0.15
     weight_passage: float = 0.15
     max_sentences: int = 3
@@ -291,6 +292,7 @@ class Answerer:
         self.snapshot = snapshot
         self.policy = policy or AnswerPolicy()
         self.sentences = SentenceTable(snapshot)
+        self._document_coverage_cache: dict[tuple[QuestionAnalysis, str], tuple[float, float]] = {}
 
     # -- coverage -----------------------------------------------------------------------------
     def coverage(self, analysis: QuestionAnalysis, tokens: set[str], text: str) -> tuple[float, float]:
@@ -373,10 +375,12 @@ class Answerer:
             _, paragraph_named = self.coverage(analysis, paragraph_tokens, paragraph_text)
             named = max(named, 0.9 * paragraph_named)
         type_match = has_type_evidence(text, analysis.answer_type)
+        _, document_named = self._document_coverage(analysis, sentence.doc_id)
         p = self.policy
         score = (p.weight_dense * dense + p.weight_coverage * coverage
                  + p.weight_named * named + p.weight_type * float(type_match)
-                 + p.weight_passage * passage_score)
+                 + p.weight_passage * passage_score
+                 + p.weight_document_names * document_named)
         return Evidence(sentence, text, dense, coverage, named, type_match, passage_score, score,
                         context_row=context_row)
 
@@ -456,7 +460,13 @@ class Answerer:
             joint_tokens |= self.sentences.tokens[evidence.sentence.row]
         coverage, named = self.coverage(analysis, joint_tokens, " ".join(e.text for e in chosen))
         doc_coverage, doc_named = self._document_coverage(analysis, best.sentence.doc_id)
+        focus_tokens = set(joint_tokens)
+        for evidence in chosen:
+            if evidence.context_row is not None:
+                focus_tokens |= self.sentences.tokens[evidence.context_row]
+        focus_match = all(_term_matches(t, focus_tokens) for t in analysis.focus_terms)
         return {
+            "focus_match": float(focus_match),
             "best_dense": best.dense,
             "top_dense": max(e.dense for e in candidates),
             "best_score": best.score,
@@ -478,6 +488,8 @@ class Answerer:
             return AbstainReason.MISSING_KEY_TERMS
         if features["typed_question"] and not features["type_match"]:
             return AbstainReason.ANSWER_TYPE_NOT_FOUND
+        if not features["focus_match"]:
+            return AbstainReason.ANSWER_TYPE_NOT_FOUND
         # Paraphrases share few words with the article but stay close in meaning; near-miss
         # questions are caught above (names absent, asked-for kind of fact absent).
         evidence = features["best_dense"] + p.evidence_coverage_weight * features["coverage"]
@@ -491,6 +503,18 @@ class Answerer:
         Names the question uses to pin down the fact (a person, an institute, the outlet)
         often sit elsewhere in the article than the sentence that states the fact.
         """
+        key = (analysis, doc_id)
+        cached = self._document_coverage_cache.get(key)
+        if cached is not None:
+            return cached
+        if len(self._document_coverage_cache) > 10_000:
+            self._document_coverage_cache.clear()
+        result = self._document_coverage_uncached(analysis, doc_id)
+        self._document_coverage_cache[key] = result
+        return result
+
+    def _document_coverage_uncached(self, analysis: QuestionAnalysis,
+                                    doc_id: str) -> tuple[float, float]:
         tokens = self.sentences.doc_tokens(doc_id)
         meta = self.snapshot.document_meta(doc_id)
         text = f"{meta['title']} {meta['outlet']} {self.sentences.doc_text[doc_id]}"

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 
+from bm25s.tokenization import STOPWORDS_EN_PLUS
+
 from index.lexical import tokenize
 
 
@@ -56,6 +58,8 @@ _SCAFFOLDING = {
     "have", "had", "be", "been", "being", "about", "any", "some", "kind", "sort", "also",
     "year", "date", "time", "reason", "person", "official", "call", "called", "happen",
     "happened", "take", "took", "make", "made", "estimated", "estimate", "total", "approximately",
+    "would", "could", "should", "might", "get", "got", "go", "went", "come", "came", "back",
+    "still", "currently", "actually", "really", "now", "exactly", "roughly", "around",
 }
 
 NUMBER_PATTERN = re.compile(
@@ -179,7 +183,21 @@ class QuestionAnalysis:
     numbers: tuple[float, ...]
     acronyms: tuple[str, ...] = ()  # "IS", "US": matched case-sensitively, never stopwords
     source_terms: tuple[str, ...] = ()  # from "according to X": who says it, not what is said
+    focus_terms: tuple[str, ...] = ()  # the role asked about: "Who is the *leader* of …"
 
+
+# "Who is the leader of X?", "Which minister denied …?": the evidence must name that role.
+_ROLE_FOCUS = re.compile(
+    r"\b(?i:who)\s+(?i:is|was|are|were|has\s+been)\s+(?i:the\s+|a\s+|an\s+)?"
+    r"(?:(?:new|current|former|acting|top)\s+)?(?:[A-Z][\w'’-]*\s+)*([a-z][a-z-]+)\b"
+    r"|\b(?i:which)\s+(?:[A-Z][\w'’-]*\s+)*([a-z][a-z-]+)\b",
+)
+_ROLE_WORDS = {
+    "leader", "head", "chief", "spokesman", "spokesperson", "minister", "president", "general",
+    "commander", "director", "chairman", "chair", "secretary", "ambassador", "founder", "emir",
+    "governor", "mayor", "envoy", "representative", "researcher", "expert", "journalist",
+    "official", "deputy", "prime", "king", "analyst", "coordinator", "editor", "owner",
+}
 
 # "…, according to the Lansing Institute note?" names the source, not part of the fact.
 _SOURCE_CLAUSE = re.compile(
@@ -192,11 +210,13 @@ _SOURCE_CLAUSE = re.compile(
 @lru_cache(maxsize=2048)
 def analyse_question(question: str) -> QuestionAnalysis:
     """Classify what ``question`` asks for and extract its key terms."""
+    # The earliest wh-phrase decides: "Why were the fighters who came back…" asks for a reason.
     answer_type = AnswerType.OTHER
+    earliest = len(question) + 1
     for candidate, pattern in _TYPE_PATTERNS:
-        if pattern.search(question):
-            answer_type = candidate
-            break
+        match = pattern.search(question)
+        if match is not None and match.start() < earliest:
+            answer_type, earliest = candidate, match.start()
     source_terms: tuple[str, ...] = ()
     source = _SOURCE_CLAUSE.search(question)
     if source is not None and source.start() > 0:
@@ -205,8 +225,15 @@ def analyse_question(question: str) -> QuestionAnalysis:
         names = [w for w in re.findall(r"[\w'-]+", source.group(1)) if w[:1].isupper()]
         source_terms = tuple(dict.fromkeys(tokenize([" ".join(names)])[0])) if names else ()
         question = question[: source.start()] + question[source.end():]
+    focus_terms: tuple[str, ...] = ()
+    focus = _ROLE_FOCUS.search(question)
+    if focus is not None:
+        role = (focus.group(1) or focus.group(2) or "").lower()
+        if role in _ROLE_WORDS:
+            focus_terms = tuple(tokenize([role])[0])
     words = re.findall(r"[\w'-]+", question)
-    content = [w for w in words if w.lower() not in _SCAFFOLDING and len(w) > 1]
+    content = [w for w in words if w.lower() not in _SCAFFOLDING
+               and w.lower() not in STOPWORDS_EN_PLUS and len(w) > 1]
     stems = tokenize([" ".join(content)])[0] if content else []
     acronyms = tuple(dict.fromkeys(w for w in words if len(w) >= 2 and w.isupper()
                                    and w.isalpha()))
@@ -223,6 +250,7 @@ def analyse_question(question: str) -> QuestionAnalysis:
         numbers=numbers,
         acronyms=acronyms,
         source_terms=source_terms,
+        focus_terms=focus_terms,
     )
 
 

@@ -118,3 +118,12 @@ def test_format_published() -> None:
     assert format_published("2022-03-07") == "7 March 2022"
     assert format_published("2020") == "2020"
     assert format_published(None) == "undated"
+
+
+def test_missing_role_abstains(service: QAService) -> None:
+    # The articles name a governor, not a mayor.
+    response = service.ask(AskRequest(question="Who is the mayor of the northern border town?"))
+    assert not response.answerable
+    assert response.abstain_reason == "answer_type_not_found"
+    present = service.ask(AskRequest(question="Who is the governor who opened a checkpoint?"))
+    assert present.answerable and "Karim Rasulov" in present.answer

@@ -57,3 +57,31 @@ def test_aliases_link_countries_capitals_and_demonyms() -> None:
     assert "washington" in aliases("us")
     assert "dushanb" in aliases("tajik")
     assert aliases("zzz") == {"zzz"}
+
+
+def test_earliest_wh_phrase_decides_the_type() -> None:
+    question = "Why were the fighters who came back spared prosecution?"
+    assert analyse_question(question).answer_type == AnswerType.REASON
+
+
+def test_source_clause_is_separated_from_the_fact() -> None:
+    analysis = analyse_question(
+        "How large is the army the Taliban formed, according to the Lansing Institute note?")
+    assert analysis.source_terms == ("lans", "institut")
+    assert not {"lans", "institut", "note"} & set(analysis.key_terms)
+    described = analyse_question("What is planned, according to a European think tank?")
+    assert described.source_terms == ("european",)
+
+
+@pytest.mark.parametrize(
+    ("question", "focus"),
+    [
+        ("Who is the leader of ISIS Khorasan?", ("leader",)),
+        ("Who is the Taliban spokesman?", ("spokesman",)),
+        ("Which Taliban minister denied the claim?", ("minist",)),
+        ("Who said that 10,000 militants were there?", ()),
+        ("Which countries were threatened?", ()),
+    ],
+)
+def test_role_focus(question: str, focus: tuple[str, ...]) -> None:
+    assert analyse_question(question).focus_terms == focus
