@@ -105,6 +105,10 @@ class ConflictGroup:
 
 
 _TERM_MIN_PREFIX = 4
+# "Collective Security Treaty Organization (CSTO)", "the Islamic Movement of Uzbekistan (IMU)"
+_ACRONYM_DEFINITION = re.compile(
+    r"((?:[A-Z][\w'’-]*\s+(?:(?:of|the|and|for)\s+)*){1,7}[A-Z][\w'’-]*)[”\"]?\s*\(([A-Z]{2,6})\)"
+)
 
 
 def _term_matches(term: str, tokens: set[str]) -> bool:
@@ -143,6 +147,7 @@ class SentenceTable:
                      for r in rows}
         tokenised = tokenize([self.text[r] for r in rows]) if rows else []
         self.tokens = {r: set(t) for r, t in zip(rows, tokenised, strict=True)}
+        self._expand_acronyms(rows)
         self.position = {s.row: i for sents in self.by_doc.values() for i, s in enumerate(sents)}
         # Inverse document frequency over sentences: rare terms matter more for coverage.
         df: dict[str, int] = {}
@@ -152,6 +157,28 @@ class SentenceTable:
         n = max(len(self.tokens), 1)
         self.idf = {tok: float(np.log(1 + n / c)) for tok, c in df.items()}
         self.default_idf = float(np.log(1 + n))
+
+    def _expand_acronyms(self, rows: Sequence[int]) -> None:
+        """Let a sentence that says "IMU" also match "Islamic Movement of Uzbekistan" when the
+        article defines the acronym somewhere ("the Islamic Movement of Uzbekistan (IMU)")."""
+        for doc_id, text in self.doc_text.items():
+            definitions: dict[str, set[str]] = {}
+            for match in _ACRONYM_DEFINITION.finditer(text):
+                acronym = match.group(2)
+                words = re.findall(r"[A-Za-z][\w'’-]*", match.group(1))
+                # Keep as many trailing capitalised words as the acronym has letters.
+                capitals = [i for i, w in enumerate(words) if w[0].isupper()]
+                start = capitals[-len(acronym)] if len(capitals) >= len(acronym) else 0
+                long_form = " ".join(words[start:])
+                if long_form[:1] == acronym[:1]:
+                    definitions[acronym] = set(tokenize([long_form])[0])
+            if not definitions:
+                continue
+            for sentence in self.by_doc.get(doc_id, []):
+                sentence_text = self.text[sentence.row]
+                for acronym, long_tokens in definitions.items():
+                    if re.search(rf"\b{re.escape(acronym)}\b", sentence_text):
+                        self.tokens[sentence.row] |= long_tokens
 
     def weights(self, terms: Sequence[str]) -> dict[str, float]:
         """IDF weights of question terms (unknown terms get the highest weight)."""

@@ -127,3 +127,23 @@ def test_missing_role_abstains(service: QAService) -> None:
     assert response.abstain_reason == "answer_type_not_found"
     present = service.ask(AskRequest(question="Who is the governor who opened a checkpoint?"))
     assert present.answerable and "Karim Rasulov" in present.answer
+
+
+def test_acronyms_defined_in_an_article_match_their_long_form(tmp_path: Path) -> None:
+    embedder = HashEmbedder(dimension=256)
+    text = ("Militant groups in the north\n\nThe Islamic Movement of Uzbekistan (IMU) was once "
+            "strong in the valley. Today the IMU has about 200 members, most of them retired "
+            "and living with their families.")
+    doc = parse_document(text.encode(), name="imu", suffix=".txt", doc_id="imu",
+                         metadata={"outlet": "Gamma", "published": "2022"})
+    IndexWriter(tmp_path, embedder).apply([doc])
+    service = QAService(Settings(data_dir=tmp_path, embedder="hash"), embedder)
+    live = service.live()
+    assert live.answerer is not None
+    table = live.answerer.sentences
+    second = table.by_doc["imu"][2]
+    assert table.text[second.row].startswith("Today the IMU")
+    assert {"islam", "movement", "uzbekistan"} <= table.tokens[second.row]
+    response = service.ask(AskRequest(
+        question="How many members does the Islamic Movement of Uzbekistan have today?"))
+    assert response.answerable and "about 200 members" in response.answer
