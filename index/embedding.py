@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -83,9 +84,13 @@ class SentenceTransformerEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts; single short texts (queries) are served from a bounded LRU cache."""
-        if len(texts) == 1 and texts[0] in self._cache:
-            self._cache.move_to_end(texts[0])
-            return self._cache[texts[0]][None, :]
+        cached = self._cache.get(texts[0]) if len(texts) == 1 else None
+        if cached is not None:
+            # Request threads share the cache: another may evict this entry between the lookup
+            # and the move (a check-then-act on the key raised KeyError under load).
+            with contextlib.suppress(KeyError):
+                self._cache.move_to_end(texts[0])
+            return cached[None, :]
         with self._lock:
             vectors = self._model.encode(
                 list(texts),
@@ -201,4 +206,10 @@ def load_embedder(kind: str = "minilm") -> Embedder:
         return SentenceTransformerEmbedder()
     if kind == "hash":
         return HashEmbedder()
-    raise ValueError(f"unknown embedder {kind!r} (expected 'minilm' or 'hash')")
+    if kind in ("onnx", "onnx-int8"):
+        from index.onnx_embedding import OnnxEmbedder
+
+        return OnnxEmbedder("int8" if kind == "onnx-int8" else "fp32")
+    raise ValueError(
+        f"unknown embedder {kind!r} (expected 'minilm', 'onnx', 'onnx-int8' or 'hash')"
+    )

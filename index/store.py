@@ -259,8 +259,13 @@ class IndexSnapshot:
                 f"index version {name} in {data_dir} is missing its manifest; remove "
                 f"{layout.current_file} and re-run `groundqa ingest`"
             ) from None
-        except json.JSONDecodeError as exc:
-            raise IndexCorrupt(f"index manifest {path / 'manifest.json'} is damaged: {exc}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise IndexCorrupt(
+                f"index manifest {path / 'manifest.json'} is damaged: {exc}"
+            ) from None
+        if not isinstance(manifest, dict):  # valid JSON but not a manifest (was a traceback)
+            raise IndexCorrupt(f"index manifest {path / 'manifest.json'} is damaged: not an "
+                               "object; rebuild it with `groundqa ingest` in a new data directory")
         if manifest.get("format") != FORMAT_VERSION:
             raise IndexCorrupt(
                 f"index in {data_dir} has format {manifest.get('format')}, expected "
@@ -348,7 +353,9 @@ class IndexSnapshot:
         if doc_id not in self._documents:
             raise DocumentNotFound(f"no document with id {doc_id!r}")
         with self._connect() as db:
-            (text,) = db.execute("SELECT text FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+            (text,) = db.execute(
+                "SELECT text FROM documents WHERE doc_id = ?", (doc_id,)
+            ).fetchone()
         return {**self._documents[doc_id], "text": text}
 
     def document_meta(self, doc_id: str) -> dict[str, Any]:
@@ -506,7 +513,9 @@ class IndexWriter:
         try:
             self._write_version(tmp, name, old, to_delete, new_chunks, chunk_vectors,
                                 sentence_vectors, result)
+            t_sync = time.perf_counter()
             _fsync_tree(tmp)
+            result.timings["write_fsync"] = time.perf_counter() - t_sync
             final = self.layout.version_path(name)
             os.rename(tmp, final)
             _fsync_dir(self.layout.versions)
@@ -541,6 +550,7 @@ class IndexWriter:
                        chunk_vectors: np.ndarray, sentence_vectors: list[np.ndarray],
                        result: IngestResult) -> None:
         db_path = tmp / "meta.sqlite"
+        t_stage = time.perf_counter()  # finer write timings for `groundqa bench ingest`
         db = sqlite3.connect(db_path)
         try:
             if old is not None:
@@ -554,7 +564,9 @@ class IndexWriter:
             kept_sentence_rows: list[int] = []
             if old is not None:
                 removed_rows = [r for r in old.chunk_rows() if old.chunk(r).doc_id in to_delete]
-                kept_chunk_rows = [r for r in old.chunk_rows() if old.chunk(r).doc_id not in to_delete]
+                kept_chunk_rows = [
+                    r for r in old.chunk_rows() if old.chunk(r).doc_id not in to_delete
+                ]
                 kept_sentence_rows = [
                     s.row for r in kept_chunk_rows for s in old.chunk_sentences(r)
                 ]
@@ -622,11 +634,16 @@ class IndexWriter:
         sentence_matrix = (np.concatenate(sentence_matrix_parts).astype(np.float32)
                            if sentence_matrix_parts else np.zeros((0, dim), np.float32))
         np.save(tmp / "sentences.npy", sentence_matrix)
+        result.timings["write_sqlite"] = time.perf_counter() - t_stage
 
+        t_stage = time.perf_counter()
         index = self._vector_index(old, removed_rows, kept_chunk_rows, new_row_ids,
                                    chunk_vectors, len(all_rows))
         faiss.write_index(index, str(tmp / "vectors.faiss"))
+        result.timings["write_faiss"] = time.perf_counter() - t_stage
+        t_stage = time.perf_counter()
         LexicalIndex.build(texts, all_rows).save(tmp / "bm25")
+        result.timings["write_bm25"] = time.perf_counter() - t_stage
 
         manifest = {
             "format": FORMAT_VERSION,

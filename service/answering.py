@@ -55,7 +55,9 @@ class AnswerPolicy:
     # Abstention bars, calibrated on eval/questions/seed.jsonl (README "Abstention").
     min_dense: float = 0.25  # below this with little term overlap: nothing relevant
     min_coverage: float = 0.5
-    min_named_coverage: float = 0.75  # share of the question's names the source document has
+    min_named_coverage: float = 0.6  # share of the question's names the source document has
+    min_content_coverage: float = 0.2  # share of its other key terms the evidence has…
+    content_dense_floor: float = 0.5  # …unless the evidence is this close in meaning
     min_evidence: float = 0.5  # bar for best_dense + evidence_coverage_weight * coverage
     evidence_coverage_weight: float = 0.5
 
@@ -322,7 +324,8 @@ class Answerer:
         self._document_coverage_cache: dict[tuple[QuestionAnalysis, str], tuple[float, float]] = {}
 
     # -- coverage -----------------------------------------------------------------------------
-    def coverage(self, analysis: QuestionAnalysis, tokens: set[str], text: str) -> tuple[float, float]:
+    def coverage(self, analysis: QuestionAnalysis, tokens: set[str],
+                 text: str) -> tuple[float, float]:
         """(key-term coverage, named-term coverage) of a text; acronyms count as named terms."""
         weights = self.sentences.weights(analysis.key_terms)
         key_hit = sum(weights[t] for t in analysis.key_terms if _term_matches(t, tokens))
@@ -350,7 +353,8 @@ class Answerer:
         if rows is None:
             return None
         allowed_docs = {self.snapshot.chunk(int(r)).doc_id for r in rows}
-        return np.array(sorted(s.row for d in allowed_docs for s in self.sentences.by_doc.get(d, [])),
+        rows = (s.row for d in allowed_docs for s in self.sentences.by_doc.get(d, []))
+        return np.array(sorted(rows),
                         dtype=np.int64)
 
     def candidates(self, analysis: QuestionAnalysis, query_vector: np.ndarray,
@@ -487,6 +491,16 @@ class Answerer:
             joint_tokens |= self.sentences.tokens[evidence.sentence.row]
         coverage, named = self.coverage(analysis, joint_tokens, " ".join(e.text for e in chosen))
         doc_coverage, doc_named = self._document_coverage(analysis, best.sentence.doc_id)
+        content_terms = [t for t in analysis.key_terms if t not in analysis.named_terms]
+        content_weights = self.sentences.weights(content_terms)
+        context_tokens = set(joint_tokens)
+        for evidence in chosen:
+            if evidence.context_row is not None:
+                context_tokens |= self.sentences.tokens[evidence.context_row]
+        content_total = sum(content_weights.values())
+        content_coverage = (sum(w for t, w in content_weights.items()
+                                if _term_matches(t, context_tokens)) / content_total
+                            if content_total else 1.0)
         focus_tokens = set(joint_tokens)
         for evidence in chosen:
             if evidence.context_row is not None:
@@ -494,6 +508,7 @@ class Answerer:
         focus_match = all(_term_matches(t, focus_tokens) for t in analysis.focus_terms)
         return {
             "focus_match": float(focus_match),
+            "content_coverage": content_coverage,
             "best_dense": best.dense,
             "top_dense": max(e.dense for e in candidates),
             "best_score": best.score,
@@ -519,6 +534,11 @@ class Answerer:
             return AbstainReason.ANSWER_TYPE_NOT_FOUND
         # Paraphrases share few words with the article but stay close in meaning; near-miss
         # questions are caught above (names absent, asked-for kind of fact absent).
+        if (features["content_coverage"] < p.min_content_coverage
+                and features["best_dense"] < p.content_dense_floor):
+            # Only the names match ("How much does Kazakhstan spend on defence?" against a
+            # sentence that merely mentions Kazakhstan).
+            return AbstainReason.INSUFFICIENT_SUPPORT
         evidence = features["best_dense"] + p.evidence_coverage_weight * features["coverage"]
         if evidence < p.min_evidence:
             return AbstainReason.INSUFFICIENT_SUPPORT
@@ -605,7 +625,9 @@ class Answerer:
             tokens = set(tokenize([window])[0])
             relevance, _ = self.coverage(analysis, tokens, window)
             unit = _figure_unit(text, mention.start, mention.end)
-            if unit is not None and any(_term_matches(_stem(unit), {t}) for t in analysis.key_terms):
+            asked = unit is not None and any(
+                _term_matches(_stem(unit), {t}) for t in analysis.key_terms)
+            if asked:
                 relevance += 1.0  # "6,000 militants" when militants are asked about
             if best is None or relevance > best[0]:
                 best = (relevance, mention.value, mention.text, unit)

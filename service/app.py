@@ -14,14 +14,22 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
-from prometheus_client import generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from corpus.errors import GroundQAError, InvalidRequest
+from service.chat import ask_event_stream
+from service.chat import router as chat_router
 from service.config import Settings
 from service.core import QAService
+from service.limits import RequestLimits
 from service.schemas import (
     AskRequest,
     AskResponse,
@@ -33,6 +41,8 @@ from service.schemas import (
     SearchRequest,
     SearchResponse,
 )
+from service.startup import OneLineStartupFailure
+from service.web import OPEN_PREFIXES, install_web
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +50,7 @@ _ERRORS = {400: {"model": ErrorResponse}, 401: {"model": ErrorResponse},
            404: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
            415: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
            503: {"model": ErrorResponse}}
-_OPEN_PATHS = {"/healthz"}
+_OPEN_PATHS = {"/healthz", "/"}  # "/" is the chat page: no data, its API calls need the key
 
 
 def get_service(request: Request) -> QAService:
@@ -84,7 +94,13 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.service = service or await run_in_threadpool(QAService.from_settings, settings)
+        try:
+            app.state.service = service or await run_in_threadpool(QAService.from_settings,
+                                                                   settings)
+        except GroundQAError as exc:
+            # A missing/foreign/damaged index: one line (OneLineStartupFailure), no traceback.
+            app.state.startup_error = exc.message
+            raise
         yield
 
     app = FastAPI(
@@ -95,6 +111,9 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.add_middleware(OneLineStartupFailure)
+    # Added before the guard below, so it runs inside it: auth first, then body limits.
+    app.add_middleware(RequestLimits, settings=settings)
 
     # -- middleware ---------------------------------------------------------------------------
     @app.middleware("http")
@@ -102,7 +121,8 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
                     call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
         route = request.url.path
-        if settings.api_keys and route not in _OPEN_PATHS and request.method != "OPTIONS":
+        if settings.api_keys and route not in _OPEN_PATHS and request.method != "OPTIONS" \
+                and not route.startswith(OPEN_PREFIXES):
             supplied = request.headers.get("authorization", "")
             token = supplied[7:] if supplied[:7].lower() == "bearer " else ""
             if not any(hmac.compare_digest(token.encode(), key.encode())
@@ -161,10 +181,20 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
         return error_response(422, code, message)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type"}
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette's Allow names only the first matching route's methods; a path served
+            # by several routes (GET and POST /v1/documents) must list them all (RFC 9110).
+            path = request.scope.get("path", "")
+            methods = {m for r in request.app.router.routes
+                       if getattr(r, "path_regex", None) is not None and r.path_regex.match(path)
+                       for m in (getattr(r, "methods", None) or ())}
+            if methods:
+                headers["Allow"] = ", ".join(sorted(methods))
         return error_response(exc.status_code, codes.get(exc.status_code, "http_error"),
-                              str(exc.detail))
+                              str(exc.detail), headers=headers or None)
 
     @app.exception_handler(Exception)
     async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
@@ -172,8 +202,9 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
         return error_response(500, "internal_error", "an unexpected error occurred")
 
     # -- routes -------------------------------------------------------------------------------
+    # async: liveness must not wait for a threadpool thread that /v1/ask work may be holding.
     @app.get("/healthz", tags=["ops"])
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         """Liveness: the process is up."""
         return {"status": "ok"}
 
@@ -195,8 +226,11 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/ask", response_model=AskResponse, responses=_ERRORS, tags=["qa"])
-    def ask(body: AskRequest, svc: Service, response: Response) -> AskResponse:
+    def ask(body: AskRequest, svc: Service, response: Response,
+            request: Request) -> AskResponse | Response:
         """Answer a question from the articles with verifiable citations, or abstain."""
+        if body.stream:
+            return ask_event_stream(svc, body, request)
         result = svc.ask(body)
         timings = result.timings_ms
         for stage in ("retrieve", "select", "compose", "verify"):
@@ -229,7 +263,7 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
 
     @app.post("/v1/documents", response_model=DocumentChange, responses=_ERRORS,
               tags=["documents"], openapi_extra={"requestBody": {"content": {
-                  "application/json": {"schema": {"$ref": "#/components/schemas/DocumentIn"}},
+                  "application/json": {"schema": DocumentIn.model_json_schema()},
                   "multipart/form-data": {"schema": {
                       "type": "object", "required": ["file"],
                       "properties": {"file": {"type": "string", "format": "binary"}}}}},
@@ -240,7 +274,8 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
         if content_type == "application/json":
             try:
                 payload = json.loads(await request.body())
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            # RecursionError: JSON nested thousands deep (a 500 before).
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
                 return error_response(400, "malformed_json", "the request body is not valid JSON")
             try:
                 document = DocumentIn.model_validate(payload)
@@ -271,4 +306,6 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
         """Delete a document: its vectors, BM25 entries and rows, as a new index version."""
         return svc.delete_document(doc_id)
 
+    app.include_router(chat_router)
+    install_web(app, settings)
     return app

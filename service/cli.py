@@ -175,12 +175,13 @@ def serve(
     if data_dir is not None:
         os.environ["GROUNDQA_DATA_DIR"] = str(data_dir)
     settings = _settings(data_dir)
-    if settings.on_missing_index == "fail":
-        from index.store import DataDir
+    from service.startup import check_index
 
-        if DataDir(settings.data_dir).current_version() is None:
-            _fail(f"no index in {settings.data_dir}: build it with `groundqa ingest "
-                  "corpus/articles` (or set GROUNDQA_ON_MISSING_INDEX=empty)", 2)
+    # Fail fast, in one line, on a missing, partial or foreign index (before uvicorn starts).
+    try:
+        check_index(settings)
+    except GroundQAError as exc:
+        _fail(exc.message, 2)
     uvicorn.run("service.asgi:app", host=host, port=port, workers=workers, log_level="info")
 
 

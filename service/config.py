@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -21,7 +21,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GROUNDQA_", extra="ignore")
 
     data_dir: Path = Field(default=Path("data"), description="Where index versions live.")
-    embedder: Literal["minilm", "hash"] = "minilm"
+    # minilm: torch; onnx: the same model on ONNX Runtime (same vectors); onnx-int8: quantised
+    # (its own model name, so it never queries an index built with full-precision vectors).
+    embedder: Literal["minilm", "onnx", "onnx-int8", "hash"] = "minilm"
     index_type: Literal["auto", "flat", "hnsw"] = "auto"
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -32,6 +34,15 @@ class Settings(BaseSettings):
     default_top_k: int = 5
     on_missing_index: Literal["fail", "empty"] = "fail"
     reload_check_seconds: float = 0.5
+    # Optional LLM answer writer (any OpenAI-compatible server); unset means extractive only.
+    llm_base_url: str | None = Field(default=None, description="e.g. http://localhost:11434/v1")
+    llm_model: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_timeout_seconds: float = 20.0
+    llm_max_tokens: int = 400
+    llm_unsupported: Literal["drop", "flag"] = Field(
+        default="drop", description="What to do with an LLM sentence the checker finds "
+        "unsupported: remove it, or keep it marked as flagged.")
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

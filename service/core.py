@@ -12,6 +12,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,12 @@ from index.search import Passage, search
 from index.store import DataDir, Filters, IndexSnapshot, IndexWriter, IngestResult
 from service.answering import AbstainReason, Answerer, Decision, attribution_for
 from service.config import Settings
+from service.generator import (
+    GeneratedAnswer,
+    Generator,
+    build_generator,
+    chunks_for_generation,
+)
 from service.question import analyse_question
 from service.schemas import (
     AnswerSentence,
@@ -115,8 +122,11 @@ class QAService:
     """Answers questions over the live index version and applies document changes."""
 
     def __init__(self, settings: Settings, embedder: Embedder,
-                 checker: SupportChecker | None = None) -> None:
+                 checker: SupportChecker | None = None,
+                 generator: Generator | None = None) -> None:
         self.settings = settings
+        # Optional LLM answer writer (GROUNDQA_LLM_*); the extractive composer is the fallback.
+        self.generator = generator if generator is not None else build_generator(settings)
         self.embedder = embedder
         # Lexical features alone generalise better than with cosine (WiCE test 0.672 vs 0.643).
         self.checker = checker or SupportChecker()
@@ -130,7 +140,8 @@ class QAService:
     @classmethod
     def from_settings(cls, settings: Settings) -> QAService:
         """Build the service, loading the embedding model and the live index."""
-        if settings.on_missing_index == "fail" and DataDir(settings.data_dir).current_version() is None:
+        missing = DataDir(settings.data_dir).current_version() is None
+        if settings.on_missing_index == "fail" and missing:
             cls._missing_index(settings)
         return cls(settings, load_embedder(settings.embedder))
 
@@ -178,8 +189,13 @@ class QAService:
         return self._live.snapshot is not None
 
     # -- questions ----------------------------------------------------------------------------
-    def ask(self, request: AskRequest) -> AskResponse:
-        """Answer a question with cited evidence, or abstain with the nearest passages."""
+    def ask(self, request: AskRequest, *,
+            on_passages: Callable[[list[PassageOut]], None] | None = None) -> AskResponse:
+        """Answer a question with cited evidence, or abstain with the nearest passages.
+
+        ``on_passages`` is called with the retrieved passages as soon as they are known (the
+        streaming routes send them before the answer is written).
+        """
         started = time.perf_counter()
         question = clean_question(request.question, self.settings.max_question_chars)
         self._check_top_k(request.top_k)
@@ -196,6 +212,8 @@ class QAService:
             passages = search(live.snapshot, self.embedder, question, request.top_k, filters,
                               query_vector=query_vector)
         t_retrieve = time.perf_counter() - t0
+        if on_passages is not None:
+            on_passages([self._passage_out(p) for p in passages])
 
         t0 = time.perf_counter()
         if live.answerer is None or query_vector is None:
@@ -206,10 +224,22 @@ class QAService:
 
         t0 = time.perf_counter()
         answer, sentences, citations, conflicts = self._compose(decision, analysis, live)
+        generated: GeneratedAnswer | None = None
+        if decision.answerable and self.generator is not None and live.answerer is not None:
+            assert live.snapshot is not None
+            chunks = chunks_for_generation(passages, decision, live.snapshot)
+            # Verified inside (markers resolved, support checked); None keeps the extractive.
+            generated = self.generator.generate(question, chunks, live.snapshot,
+                                                live.answerer.sentences, self.checker)
         t_compose = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        sentences = self._verify(answer, sentences, citations, live)
+        if generated is None:
+            sentences = self._verify(answer, sentences, citations, live)
+        else:
+            # Conflicts name extractive citation numbers; the LLM answer has its own.
+            answer, sentences, citations, conflicts = (generated.answer, generated.sentences,
+                                                       generated.citations, [])
         t_verify = time.perf_counter() - t0
 
         total = time.perf_counter() - started
@@ -227,6 +257,7 @@ class QAService:
             timings_ms=Timings(retrieve=_ms(t_retrieve), select=_ms(t_select),
                                compose=_ms(t_compose), verify=_ms(t_verify), total=_ms(total)),
             index_version=live.snapshot.version if live.snapshot else None,
+            generator=generated.generator if generated is not None else "extractive",
         )
 
     def _check_top_k(self, top_k: int) -> None:

@@ -59,7 +59,7 @@ _SCAFFOLDING = {
     "year", "date", "time", "reason", "person", "official", "call", "called", "happen",
     "happened", "take", "took", "make", "made", "estimated", "estimate", "total", "approximately",
     "would", "could", "should", "might", "get", "got", "go", "went", "come", "came", "back",
-    "still", "currently", "actually", "really", "now", "exactly", "roughly", "around",
+    "still", "currently", "actually", "really", "now", "roughly", "around",
 }
 
 NUMBER_PATTERN = re.compile(
@@ -91,9 +91,14 @@ _REASON_WORDS = re.compile(
     r"fears?\s+of|amid|so\s+that|aimed|intended|in\s+an\s+attempt)\b",
     re.I,
 )
+# A named organisation: "Robert Lansing Institute", "Collective Security Treaty Organization",
+# "Jamaat Ansarullah", or an acronym of three or more letters ("CSTO", "UNODC").
 _ORG_WORDS = re.compile(
-    r"\b([A-Z]{2,}|Organization|Organisation|Institute|Ministry|Movement|State|Front|Council|"
-    r"Office|Committee|Center|Centre|Taliban|al-Qaeda|Al-Qaeda|Ansarullah)\b"
+    r"\b(?:[A-Z][\w'’-]+\s+(?:(?:of|for|and|the)\s+)*){1,6}(?:Institute|Organi[sz]ation|"
+    r"Ministry|Movement|Front|Council|Office|Committee|Cent(?:er|re)|Agency|Service|Group|"
+    r"Army|Party|Union|Alliance|Foundation|Bank|Fund|Police|Directorate|Department|State|"
+    r"Province|Emirate|Post|Times|News|Gazeta)\b"
+    r"|\b[A-Z]{3,}\b|\b(?:Taliban|al-Qaeda|Al-Qaeda|Ansarullah|Jamaat\s+\w+)\b"
 )
 
 _WORD_NUMBERS = {
@@ -219,7 +224,7 @@ def analyse_question(question: str) -> QuestionAnalysis:
             answer_type, earliest = candidate, match.start()
     source_terms: tuple[str, ...] = ()
     source = _SOURCE_CLAUSE.search(question)
-    if source is not None and source.start() > 0:
+    if source is not None:
         # Only the names in the clause pin the source down; "a European think tank" is
         # a description that the article may word differently.
         names = [w for w in re.findall(r"[\w'-]+", source.group(1)) if w[:1].isupper()]

@@ -26,10 +26,16 @@ class AskRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(description="The question, 1–1000 characters (configurable).")
-    top_k: int = Field(default=5, ge=1, le=50, description="Passages to retrieve and return.")
+    # Documented as non-empty; blank (after removing control characters) is refused by the
+    # core with `empty_question`, so the constraint is enforced but not by pydantic.
+    question: str = Field(description="The question, 1–1000 characters (configurable).",
+                          json_schema_extra={"minLength": 1})
+    # strict: "5", 5.0 and true are not silently turned into a number of passages.
+    top_k: int = Field(default=5, ge=1, le=50, strict=True,
+                       description="Passages to retrieve and return.")
     filters: FiltersIn | None = None
-    stream: bool = Field(default=False, description="Reserved: stream Server-Sent Events.")
+    stream: bool = Field(default=False, strict=True,
+                         description="Stream Server-Sent Events (see /v1/ask/stream).")
 
 
 class SearchRequest(BaseModel):
@@ -37,8 +43,8 @@ class SearchRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    query: str
-    top_k: int = Field(default=10, ge=1, le=50)
+    query: str = Field(json_schema_extra={"minLength": 1})
+    top_k: int = Field(default=10, ge=1, le=50, strict=True)
     filters: FiltersIn | None = None
 
 
@@ -69,6 +75,9 @@ class AnswerSentence(BaseModel):
     start: int
     end: int
     citations: list[SentenceCitation]
+    flagged: bool = Field(default=False, description="True when the support checker found the "
+                          "sentence unsupported and it was kept, flagged, rather than removed "
+                          "(LLM generator with GROUNDQA_LLM_UNSUPPORTED=flag).")
 
 
 class Citation(BaseModel):

@@ -1,0 +1,91 @@
+"""Request limits that must hold however a body is sent.
+
+The ``Content-Length`` check in the app's guard cannot see a body sent with chunked transfer
+encoding: such a body used to be read whole, so a 7 MB document slipped past the 5 MiB upload
+limit and held the index writer for minutes. ``RequestLimits`` counts the bytes actually
+received instead, and refuses a JSON API call sent with another content type (415) rather
+than letting it fail later as a confusing validation error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+from service.config import Settings
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+# Routes that take more than JSON (file uploads) check their content type themselves.
+_OWN_CONTENT_TYPES = ("/v1/documents",)
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+class RequestLimits:
+    """ASGI middleware: body size limits on the bytes received, JSON-only API routes."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    def limit_for(self, path: str) -> int:
+        """Largest body accepted on ``path``, in bytes."""
+        if path.startswith("/v1/documents"):
+            return self.settings.max_upload_bytes
+        return self.settings.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope.get("headers", [])}
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if (path.startswith("/v1/") and not path.startswith(_OWN_CONTENT_TYPES)
+                and content_type and content_type != "application/json"
+                and not content_type.endswith("+json")):
+            await _error(415, "unsupported_media_type",
+                         f"send the request body as application/json, not {content_type}")(
+                scope, receive, send)
+            return
+        if "content-length" in headers:
+            await self.app(scope, receive, send)  # checked up front by the app's guard
+            return
+        # Chunked (or unframed) body: read it up to the limit before the app sees any of it.
+        limit = self.limit_for(path)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body = message.get("body", b"")
+            size += len(body)
+            if size > limit:
+                await _error(413, "body_too_large",
+                             f"request body is over the {limit} byte limit")(scope, receive, send)
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
