@@ -649,3 +649,20 @@ class Answerer:
                     if i == 0 else None
                 out.append(SelectedSentence(evidence, attribution))
         return out
+
+
+def merge_decisions(answerer: Answerer, decisions: Sequence[Decision]) -> Decision:
+    """One decision for a question asked in parts: the evidence of every answered part."""
+    answered = [d for d in decisions if d.answerable]
+    if not answered:
+        return decisions[0]
+    seen: set[int] = set()
+    evidence: list[Evidence] = []
+    for decision in answered:
+        for selected in decision.selected:
+            if selected.evidence.sentence.row not in seen:
+                seen.add(selected.evidence.sentence.row)
+                evidence.append(selected.evidence)
+    conflicts = [c for d in answered for c in d.conflicts]
+    return Decision(True, None, answerer._order(evidence), conflicts, answered[0].best,
+                    answered[0].features)

@@ -24,7 +24,13 @@ from corpus.loader import Document, parse_document
 from index.embedding import Embedder, load_embedder
 from index.search import Passage, search
 from index.store import DataDir, Filters, IndexSnapshot, IndexWriter, IngestResult
-from service.answering import AbstainReason, Answerer, Decision, attribution_for
+from service.answering import (
+    AbstainReason,
+    Answerer,
+    Decision,
+    attribution_for,
+    merge_decisions,
+)
 from service.config import Settings
 from service.generator import (
     GeneratedAnswer,
@@ -32,7 +38,7 @@ from service.generator import (
     build_generator,
     chunks_for_generation,
 )
-from service.question import analyse_question
+from service.question import QuestionAnalysis, analyse_question, split_compound
 from service.schemas import (
     AnswerSentence,
     AskRequest,
@@ -219,7 +225,8 @@ class QAService:
         if live.answerer is None or query_vector is None:
             decision = Decision(False, AbstainReason.NO_RELEVANT_PASSAGES)
         else:
-            decision = live.answerer.decide(analysis, query_vector, passages, filters)
+            decision = self._decide(question, analysis, query_vector, passages, filters,
+                                    request.top_k, live.answerer)
         t_select = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -259,6 +266,22 @@ class QAService:
             index_version=live.snapshot.version if live.snapshot else None,
             generator=generated.generator if generated is not None else "extractive",
         )
+
+    def _decide(self, question: str, analysis: QuestionAnalysis, query_vector: np.ndarray,
+                passages: list[Passage], filters: Filters, top_k: int,
+                answerer: Answerer) -> Decision:
+        """Select evidence; a question that asks two things is answered part by part."""
+        parts = split_compound(question)
+        if len(parts) == 1:
+            return answerer.decide(analysis, query_vector, passages, filters)
+        decisions = []
+        for part in parts:
+            vector = self.embedder.embed([part])[0]
+            part_passages = search(answerer.snapshot, self.embedder, part, top_k, filters,
+                                   query_vector=vector)
+            decisions.append(answerer.decide(analyse_question(part), vector, part_passages,
+                                             filters))
+        return merge_decisions(answerer, decisions)
 
     def _check_top_k(self, top_k: int) -> None:
         if not 1 <= top_k <= self.settings.max_top_k:

@@ -284,3 +284,31 @@ def aliases(term: str) -> set[str]:
         if term in group:
             return group
     return {term}
+
+
+# "How strong is X today, and does it still have ties to Y?": two questions in one.
+_COMPOUND = re.compile(
+    r"\s*[,;]?\s+and\s+(?=(?:what|who|whom|whose|when|where|why|how|which|does|do|did|is|are|"
+    r"was|were|has|have|had|can|could|will|would)\b)",
+    re.IGNORECASE,
+)
+
+
+def split_compound(question: str) -> list[str]:
+    """Split a question that asks two things into standalone parts (one part if it asks one).
+
+    Later parts are rewritten against the first, so "does it still…" names what "it" is.
+    """
+    from service.rewrite import is_followup, rewrite_against
+
+    pieces = [p.strip(" ,;") for p in _COMPOUND.split(question) if p.strip(" ,;?")]
+    if len(pieces) < 2 or any(len(p.split()) < 3 for p in pieces):
+        return [question]
+    first = pieces[0].rstrip("?.! ") + "?"
+    parts = [first]
+    for piece in pieces[1:]:
+        piece = piece[0].upper() + piece[1:]
+        piece = piece if piece.endswith("?") else piece + "?"
+        # Only a part that leans on the first ("does it still…") is rewritten against it.
+        parts.append(rewrite_against(first, piece) if is_followup(piece) else piece)
+    return parts

@@ -147,3 +147,12 @@ def test_acronyms_defined_in_an_article_match_their_long_form(tmp_path: Path) ->
     response = service.ask(AskRequest(
         question="How many members does the Islamic Movement of Uzbekistan have today?"))
     assert response.answerable and "about 200 members" in response.answer
+
+
+def test_two_part_question_answers_both_parts(service: QAService) -> None:
+    response = service.ask(AskRequest(
+        question="Why did the governor open a new checkpoint, and who ran the later survey?"))
+    assert response.answerable
+    assert "traffic had doubled" in response.answer
+    assert "Institute for Border Studies" in response.answer
+    _guarantees(service, response)

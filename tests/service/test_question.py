@@ -85,3 +85,14 @@ def test_source_clause_is_separated_from_the_fact() -> None:
 )
 def test_role_focus(question: str, focus: tuple[str, ...]) -> None:
     assert analyse_question(question).focus_terms == focus
+
+
+def test_compound_questions_split_into_standalone_parts() -> None:
+    from service.question import split_compound
+
+    parts = split_compound("How strong is the Islamic Movement of Uzbekistan today, and does it "
+                           "still have ties to the Taliban?")
+    assert parts[0] == "How strong is the Islamic Movement of Uzbekistan today?"
+    assert "Islamic Movement of Uzbekistan" in parts[1] and "Taliban" in parts[1]
+    assert split_compound("How many militants and fighters are there?") == [
+        "How many militants and fighters are there?"]
