@@ -256,16 +256,16 @@ def clean_text(raw: str, *, markdown: bool = False) -> tuple[str, str | None]:
 
     paragraphs: list[str] = []
     current: list[str] = []
-    for line in kept:
-        if line is None:
+    for entry in kept:
+        if entry is None:
             if current:
                 paragraphs.append(" ".join(current))
                 current = []
             continue
-        if current and not _continues(current[-1], line, is_headline=(current[-1] == headline)):
+        if current and not _continues(current[-1], entry, is_headline=(current[-1] == headline)):
             paragraphs.append(" ".join(current))
             current = []
-        current.append(line)
+        current.append(entry)
     if current:
         paragraphs.append(" ".join(current))
     if headline is None and paragraphs and not _is_prose(paragraphs[0]):

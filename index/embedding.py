@@ -74,8 +74,10 @@ class SentenceTransformerEmbedder:
         dim = self._model.get_embedding_dimension() if hasattr(
             self._model, "get_embedding_dimension"
         ) else self._model.get_sentence_embedding_dimension()
+        if dim is None:
+            raise ValueError("the packaged model does not report its embedding dimension")
         self.dimension = int(dim)
-        self.max_seq_length = int(self._model.max_seq_length)
+        self.max_seq_length = int(self._model.max_seq_length or 256)
         self.batch_size = batch_size
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size

@@ -64,7 +64,8 @@ def search(
     n_candidates = min(max(CANDIDATES_PER_SIGNAL, k * 4), snapshot.chunk_count)
     params = None
     if allowed is not None:
-        params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+        params = faiss.SearchParameters(  # type: ignore[call-arg]
+            sel=faiss.IDSelectorBatch(allowed))
     _, ids = snapshot.vectors.search(query_vector, n_candidates, params=params)
     dense_rows = [int(i) for i in ids[0] if i >= 0]
 

@@ -353,9 +353,8 @@ class Answerer:
         if rows is None:
             return None
         allowed_docs = {self.snapshot.chunk(int(r)).doc_id for r in rows}
-        rows = (s.row for d in allowed_docs for s in self.sentences.by_doc.get(d, []))
-        return np.array(sorted(rows),
-                        dtype=np.int64)
+        sentence_rows = (s.row for d in allowed_docs for s in self.sentences.by_doc.get(d, []))
+        return np.array(sorted(sentence_rows), dtype=np.int64)
 
     def candidates(self, analysis: QuestionAnalysis, query_vector: np.ndarray,
                    passages: Sequence[Passage], filters: Filters) -> list[Evidence]:

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -439,15 +440,17 @@ class QAService:
             suffix = Path(name).suffix or ".txt"
             doc_id, metadata = None, {}
             raw_bytes = raw
+        metadata_values: dict[str, object] = dict(metadata)
         if doc_id is None:
             base = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(name).stem).strip("-.")[:60]
             digest = hashlib.sha256(raw_bytes).hexdigest()[:12]
             doc_id = f"{base}-{digest}" if base and base != "document" else f"doc-{digest}"
         parsed: Document = parse_document(raw_bytes, name=name, suffix=suffix, doc_id=doc_id,
-                                          metadata=metadata, source=f"upload:{name}")
+                                          metadata=metadata_values, source=f"upload:{name}")
         result = self._writer().apply([parsed], wait_seconds=30.0)
         self.refresh(force=True)
-        status = ("added" if result.added else "replaced" if result.replaced else "unchanged")
+        status: Literal["added", "replaced", "unchanged"] = (
+            "added" if result.added else "replaced" if result.replaced else "unchanged")
         return DocumentChange(doc_id=doc_id, status=status, index_version=result.version,
                               warnings=list(parsed.warnings))
 
