@@ -3,15 +3,19 @@
 Binary task: "supported" vs "not supported". WiCE's ``partially_supported`` is mapped to *not
 supported*, as LLM-AggreFact does. Climate-FEVER pairs are SUPPORTS vs (REFUTES + NOT_ENOUGH_INFO).
 
-Weights and thresholds are fitted on WiCE dev only (``fit``) and written to
-``service/support_weights.json``; ``evaluate`` uses the committed weights and reports WiCE dev,
-WiCE test and Climate-FEVER. Usage::
+Weights and thresholds are fitted on WiCE dev only (``--fit``) and written to
+``service/support_weights.json``; the evaluation uses the committed weights and reports, for the
+lexical (service), lexical+embedding and alignment (strong, offline) models: WiCE dev in-sample,
+WiCE dev by repeated stratified 5-fold cross-validation (the number to select features and
+settings by), WiCE test and Climate-FEVER. Never select on WiCE test. Usage::
 
     python -m eval.checker --wice ../shared/datasets/wice --climate-fever \
         ../shared/datasets/climate-fever/climate-fever.jsonl --report-dir reports/checker [--fit]
 
 ``--wice`` takes the WiCE directory or its ``claim-test.jsonl`` (``claim-dev.jsonl`` is looked
-up beside it). Sentence embeddings are cached under ``~/.cache/groundqa/checker-eval``.
+up beside it). Sentence embeddings and word-piece vectors (float16, ~360 MB for WiCE +
+Climate-FEVER; the first run encodes ~16k texts, ~25 min on 2 busy cores) are cached under
+``~/.cache/groundqa/checker-eval``.
 """
 
 from __future__ import annotations
@@ -32,16 +36,21 @@ from typing import Any
 import numpy as np
 
 from service.support import (
+    ALIGNMENT_MODEL_FEATURES,
     EMBEDDING_MODEL_FEATURES,
     LEXICAL_MODEL_FEATURES,
     WEIGHTS_FILE,
     LogisticModel,
+    MiniLMTokenEncoder,
     SupportChecker,
     SupportLabel,
     SupportModels,
     SupportThresholds,
+    TokenVectors,
     _analyse,
     _embedding_subset,
+    _MemoEncoder,
+    alignment_subset,
     strip_attribution,
 )
 
@@ -56,6 +65,8 @@ SUPPORTED_PRECISION_TARGET = 0.75
 #: The "partial" band starts where this share of WiCE-dev supported claims still scores above.
 PARTIAL_RECALL_TARGET = 0.9
 L2 = 1.0
+CV_FOLDS = 5
+CV_REPEATS = 5
 
 
 @dataclass(frozen=True)
@@ -167,6 +178,55 @@ class CachedEmbeddings:
         return self.vectors[self._key(text)]
 
 
+class TokenVectorCache:
+    """Contextual word-piece vectors per text, kept as float16 in one .npz file on disk."""
+
+    def __init__(self, encoder: Any, cache_dir: Path | None = CACHE_DIR) -> None:
+        self.encoder = encoder
+        name = encoder.name.replace("/", "__").replace(":", "_")
+        self.cache_path = cache_dir / f"{name}.npz" if cache_dir else None
+        self.items: dict[str, TokenVectors] = {}
+        if self.cache_path and self.cache_path.exists():
+            with np.load(self.cache_path) as data:
+                keys, lengths = data["keys"], data["lengths"]
+                vectors, offsets = data["vectors"], data["offsets"]
+            ends = np.cumsum(lengths)
+            for key, end, n in zip(keys, ends, lengths, strict=True):
+                self.items[str(key)] = TokenVectors(vectors[end - n : end], offsets[end - n : end])
+
+    def ensure(self, texts: Sequence[str]) -> None:
+        """Encode every text not in the cache yet, then save."""
+        missing = sorted({t for t in texts if CachedEmbeddings._key(t) not in self.items})
+        if not missing:
+            return
+        logger.info("encoding word pieces of %d texts", len(missing))
+        for start in range(0, len(missing), 256):
+            batch = missing[start : start + 256]
+            for text, tv in zip(batch, self.encoder.encode(batch), strict=True):
+                self.items[CachedEmbeddings._key(text)] = TokenVectors(
+                    tv.vectors.astype(np.float16), tv.offsets
+                )
+        if self.cache_path:
+            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+            keys = list(self.items)
+            np.savez(
+                self.cache_path,
+                keys=np.array(keys),
+                lengths=np.array([len(self.items[k].offsets) for k in keys], np.int64),
+                vectors=np.concatenate([self.items[k].vectors for k in keys]),
+                offsets=np.concatenate([self.items[k].offsets for k in keys]).astype(np.int32),
+            )
+
+    def get(self, text: str) -> TokenVectors:
+        """The cached word-piece vectors of ``text``."""
+        return self.items[CachedEmbeddings._key(text)]
+
+    def encode(self, texts: Sequence[str]) -> list[TokenVectors]:
+        """Encoder-compatible view (so a checker can use the cache as its token encoder)."""
+        self.ensure(texts)
+        return [self.get(t) for t in texts]
+
+
 def _vectors_for(example: Example, cache: CachedEmbeddings) -> tuple[np.ndarray, np.ndarray]:
     chosen = _embedding_subset(_analyse(strip_attribution(example.claim)), example.quotes)
     dim = cache.get(example.claim).shape[0]
@@ -174,6 +234,14 @@ def _vectors_for(example: Example, cache: CachedEmbeddings) -> tuple[np.ndarray,
     for i in chosen:
         quote_vectors[i] = cache.get(example.quotes[i])
     return cache.get(example.claim), quote_vectors
+
+
+def _texts_to_align(examples: Sequence[Example]) -> list[str]:
+    texts: list[str] = []
+    for ex in examples:
+        texts.append(strip_attribution(ex.claim))
+        texts.extend(ex.quotes[i] for i in alignment_subset(ex.claim, ex.quotes))
+    return texts
 
 
 def _texts_to_embed(examples: Sequence[Example]) -> list[str]:
@@ -262,16 +330,87 @@ def _matrix(rows: Sequence[dict[str, float]], names: Sequence[str]) -> np.ndarra
     return np.array([[r[name] for name in names] for r in rows], dtype=np.float64)
 
 
-def _scores(checker: SupportChecker, examples: Sequence[Example],
-            cache: CachedEmbeddings | None) -> np.ndarray:
-    out = []
+#: (features, what the checker needs) per model; "tokens" = token-alignment cache.
+MODEL_FEATURES = {
+    "lexical": LEXICAL_MODEL_FEATURES,
+    "embedding": EMBEDDING_MODEL_FEATURES,
+    "alignment": ALIGNMENT_MODEL_FEATURES,
+}
+
+
+def feature_rows(
+    examples: Sequence[Example],
+    mode: str,
+    cache: CachedEmbeddings | None = None,
+    tokens: TokenVectorCache | None = None,
+) -> list[dict[str, float]]:
+    """Raw feature values of each example for ``mode`` (vectors from the on-disk caches)."""
+    checker = SupportChecker(token_encoder=tokens if mode == "alignment" else None)
+    if mode == "embedding":
+        assert cache is not None
+        cache.ensure(_texts_to_embed(examples))
+    if mode == "alignment":
+        assert tokens is not None
+        tokens.ensure(_texts_to_align(examples))
+    rows = []
     for ex in examples:
-        if cache is not None:
+        if mode == "embedding" and cache is not None:
             cv, qv = _vectors_for(ex, cache)
-            out.append(checker.check(ex.claim, ex.quotes, claim_vector=cv, quote_vectors=qv).score)
+            rows.append(checker.features(ex.claim, ex.quotes, claim_vector=cv, quote_vectors=qv))
         else:
-            out.append(checker.check(ex.claim, ex.quotes).score)
+            rows.append(checker.features(ex.claim, ex.quotes))
+    return rows
+
+
+def _rule_scores(
+    model: LogisticModel, rows: Sequence[dict[str, float]], conflict_cap: float = 0.0
+) -> np.ndarray:
+    """Model scores with the checker's hard rules (verbatim -> 0.99, conflict -> capped low)."""
+    out = []
+    for r in rows:
+        s = model.score(r)
+        if r["verbatim"]:
+            s = max(s, 0.99)
+        elif r["conflict"]:
+            # The checker caps below the partial band, hence below any binary cut-off.
+            s = min(s, conflict_cap)
+        out.append(s)
     return np.array(out)
+
+
+def cross_validate(
+    rows: Sequence[dict[str, float]],
+    gold: np.ndarray,
+    names: Sequence[str],
+    folds: int = CV_FOLDS,
+    repeats: int = CV_REPEATS,
+) -> dict[str, float]:
+    """Stratified k-fold CV (repeated): fit weights and the binary cut-off on k-1 folds."""
+    x_rows = list(rows)
+    y = gold.astype(np.float64)
+    bas, aucs = [], []
+    for seed in range(repeats):
+        rng = np.random.default_rng(seed)
+        pos = rng.permutation(np.flatnonzero(gold))
+        neg = rng.permutation(np.flatnonzero(~gold))
+        predicted = np.zeros(len(gold), bool)
+        scores = np.zeros(len(gold))
+        for k in range(folds):
+            held = np.concatenate([pos[k::folds], neg[k::folds]])
+            train = np.setdiff1d(np.arange(len(gold)), held)
+            model = fit_logistic(_matrix([x_rows[i] for i in train], names), y[train], names)
+            cut = best_ba_threshold(gold[train], _rule_scores(model, [x_rows[i] for i in train]))
+            scores[held] = _rule_scores(model, [x_rows[i] for i in held])
+            predicted[held] = scores[held] >= cut
+        bas.append(binary_metrics(gold, predicted)["balanced_accuracy"])
+        aucs.append(_auc(gold, scores))
+    return {
+        "balanced_accuracy": float(np.mean(bas)),
+        "balanced_accuracy_std": float(np.std(bas)),
+        "auc": float(np.mean(aucs)),
+        "folds": folds,
+        "repeats": repeats,
+    }
 
 
 def _thresholds(gold: np.ndarray, scores: np.ndarray) -> SupportThresholds:
@@ -293,13 +432,15 @@ def _thresholds(gold: np.ndarray, scores: np.ndarray) -> SupportThresholds:
     )
 
 
-def fit(dev: Sequence[Example], embedder: Any | None, weights_out: Path) -> SupportModels:
-    """Fit lexical and lexical+embedding models and thresholds on WiCE dev; write JSON."""
+def fit(
+    dev: Sequence[Example],
+    embedder: Any | None,
+    weights_out: Path,
+    tokens: TokenVectorCache | None = None,
+) -> SupportModels:
+    """Fit the lexical, embedding and alignment models and thresholds on WiCE dev; write JSON."""
     gold = np.array([ex.supported for ex in dev])
     y = gold.astype(np.float64)
-    lex_checker = SupportChecker()
-    rows = [lex_checker.features(ex.claim, ex.quotes) for ex in dev]
-    lexical = fit_logistic(_matrix(rows, LEXICAL_MODEL_FEATURES), y, LEXICAL_MODEL_FEATURES)
     payload: dict[str, Any] = {
         "meta": {
             "fitted_on": "WiCE claim-dev.jsonl (partially_supported -> not supported)",
@@ -310,34 +451,37 @@ def fit(dev: Sequence[Example], embedder: Any | None, weights_out: Path) -> Supp
             "partial_recall_target": PARTIAL_RECALL_TARGET,
         },
     }
-    empty = SupportThresholds()
-    lex_models = SupportModels(lexical, None, empty, empty)
-    lex_scores = _scores(SupportChecker(models=lex_models), dev, None)
-    payload["lexical"] = {
-        "model": lexical.to_json(),
-        "thresholds": _thresholds(gold, lex_scores).__dict__,
+    caches: dict[str, tuple[CachedEmbeddings | None, TokenVectorCache | None]] = {
+        "lexical": (None, None)
     }
     if embedder is not None:
-        cache = CachedEmbeddings(embedder)
-        cache.ensure(_texts_to_embed(dev))
-        rows = []
-        for ex in dev:
-            cv, qv = _vectors_for(ex, cache)
-            rows.append(
-                lex_checker.features(ex.claim, ex.quotes, claim_vector=cv, quote_vectors=qv)
-            )
-        names = EMBEDDING_MODEL_FEATURES
-        emb = fit_logistic(_matrix(rows, names), y, names)
-        emb_models = SupportModels(lexical, emb, empty, empty)
-        emb_scores = _scores(SupportChecker(models=emb_models), dev, cache)
+        caches["embedding"] = (CachedEmbeddings(embedder), None)
         payload["meta"]["embedder"] = embedder.name
-        payload["embedding"] = {
-            "model": emb.to_json(),
-            "thresholds": _thresholds(gold, emb_scores).__dict__,
-        }
+    if tokens is not None:
+        caches["alignment"] = (None, tokens)
+        payload["meta"]["token_encoder"] = tokens.encoder.name
+    for mode, (cache, tok) in caches.items():
+        names = MODEL_FEATURES[mode]
+        rows = feature_rows(dev, mode, cache, tok)
+        model = fit_logistic(_matrix(rows, names), y, names)
+        # Thresholds from the scores the checker will produce (hard rules included).
+        scores = _rule_scores(model, rows, conflict_cap=SupportThresholds().partial * 0.9)
+        payload[mode] = {"model": model.to_json(), "thresholds": _thresholds(gold, scores).__dict__}
     weights_out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     logger.info("wrote %s", weights_out)
     return SupportModels.from_json(payload)
+
+
+def _scores(checker: SupportChecker, examples: Sequence[Example],
+            cache: CachedEmbeddings | None) -> np.ndarray:
+    out = []
+    for ex in examples:
+        if cache is not None:
+            cv, qv = _vectors_for(ex, cache)
+            out.append(checker.check(ex.claim, ex.quotes, claim_vector=cv, quote_vectors=qv).score)
+        else:
+            out.append(checker.check(ex.claim, ex.quotes).score)
+    return np.array(out)
 
 
 # ------------------------------------------------------------------------------------------
@@ -348,12 +492,18 @@ def fit(dev: Sequence[Example], embedder: Any | None, weights_out: Path) -> Supp
 def evaluate_split(
     checker: SupportChecker, examples: Sequence[Example], cache: CachedEmbeddings | None
 ) -> dict[str, Any]:
-    """Binary metrics at the fitted binary threshold and for the strict SUPPORTED label."""
-    use_emb = cache is not None
-    thresholds = checker.thresholds_for(use_emb)
+    """Binary metrics at the fitted binary threshold and for the strict SUPPORTED label.
+
+    For the alignment model, word-piece vectors come from the checker's (cached) token encoder,
+    so ``ms_per_check`` excludes the forward pass; ``speed_benchmark`` measures it.
+    """
+    mode = "embedding" if cache is not None else checker.mode
+    thresholds = checker.thresholds_for_mode(mode)
     gold = np.array([ex.supported for ex in examples])
     if cache is not None:
         cache.ensure(_texts_to_embed(examples))
+    if isinstance(checker.token_encoder, TokenVectorCache):
+        checker.token_encoder.ensure(_texts_to_align(examples))
     start = time.perf_counter()
     scores = _scores(checker, examples, cache)
     elapsed = time.perf_counter() - start
@@ -386,7 +536,10 @@ def _auc(gold: np.ndarray, scores: np.ndarray) -> float:
 
 
 def speed_benchmark(
-    embedder: Any | None, models: SupportModels | None = None, repeats: int = 200
+    embedder: Any | None,
+    models: SupportModels | None = None,
+    repeats: int = 200,
+    token_encoder: Any | None = None,
 ) -> dict[str, float]:
     """ms per check for a service-sized case (1 claim, 2 quotes), with and without vectors."""
     claim = (
@@ -423,6 +576,28 @@ def speed_benchmark(
         for i in range(n):
             checker.check_many([(claim + f" {i} {j}", quotes) for j in range(5)])
         out["check_many_5_claims_ms"] = 1000 * (time.perf_counter() - start) / n
+    if token_encoder is not None:
+        strong = SupportChecker(models=models, token_encoder=token_encoder)
+        strong.check(claim, quotes)  # warm-up
+        n = max(10, repeats // 10)
+        start = time.perf_counter()
+        for i in range(n):
+            strong.check(claim + f" {i}", [q + f" {i}" for q in quotes])
+        out["alignment_ms"] = 1000 * (time.perf_counter() - start) / n
+        # Quotes' word pieces precomputed (e.g. stored with the index): only the claim is encoded.
+        memo = {q: tv for q, tv in zip(quotes, token_encoder.encode(quotes), strict=True)}
+        precomputed = SupportChecker(
+            models=models, token_encoder=_MemoEncoder(token_encoder.name, memo, token_encoder)
+        )
+        start = time.perf_counter()
+        for i in range(n):
+            precomputed.check(claim + f" {i}", quotes)
+        out["alignment_precomputed_quotes_ms"] = 1000 * (time.perf_counter() - start) / n
+        memo[strip_attribution(claim)] = token_encoder.encode([strip_attribution(claim)])[0]
+        start = time.perf_counter()
+        for _ in range(repeats):
+            precomputed.check(claim, quotes)
+        out["alignment_all_precomputed_ms"] = 1000 * (time.perf_counter() - start) / repeats
     return out
 
 
@@ -435,48 +610,73 @@ def run_checker_eval(
     use_model: bool = True,
     weights_path: Path = DEFAULT_WEIGHTS_PATH,
 ) -> dict[str, Any]:
-    """Evaluate the support checker (optionally re-fitting on WiCE dev first); write reports."""
+    """Evaluate the support checker (optionally re-fitting on WiCE dev first); write reports.
+
+    Settings: ``lexical`` (the service's model), ``lexical+embedding`` (sentence cosine) and
+    ``alignment`` (the strong model, for offline evaluation). Each is reported on WiCE dev
+    (in-sample: its weights and thresholds were fitted there), WiCE dev by cross-validation
+    (``cv``), WiCE test, and Climate-FEVER.
+    """
     dev_path, test_path = resolve_wice(wice_dir_or_file)
     embedder = None
+    tokens = None
+    encoder = None
     if use_model:
         from index.embedding import SentenceTransformerEmbedder
 
         embedder = SentenceTransformerEmbedder()
+        encoder = MiniLMTokenEncoder()
+        tokens = TokenVectorCache(encoder)
     dev = load_wice(dev_path) if dev_path.exists() else []
     if calibrate:
         if not dev:
             raise FileNotFoundError(f"calibration needs {dev_path}")
-        models = fit(dev, embedder, weights_path)
+        models = fit(dev, embedder, weights_path, tokens)
     else:
         models = SupportModels.load(str(weights_path))
     cache = CachedEmbeddings(embedder) if embedder is not None else None
 
-    settings: list[tuple[str, SupportChecker, CachedEmbeddings | None]] = [
-        ("lexical", SupportChecker(models=models), None)
+    settings: list[tuple[str, str, SupportChecker, CachedEmbeddings | None]] = [
+        ("lexical", "lexical", SupportChecker(models=models), None)
     ]
     if cache is not None and models.embedding is not None:
-        settings.append(("lexical+embedding", SupportChecker(embedder, models=models), cache))
+        settings.append(
+            ("lexical+embedding", "embedding", SupportChecker(embedder, models=models), cache)
+        )
+    if tokens is not None and models.alignment is not None:
+        settings.append(
+            ("alignment", "alignment", SupportChecker(models=models, token_encoder=tokens), None)
+        )
 
     results: dict[str, Any] = {
         "task": "supported vs not supported; WiCE partially_supported counts as NOT supported "
         "(as in LLM-AggreFact); Climate-FEVER SUPPORTS vs REFUTES+NOT_ENOUGH_INFO",
         "weights": str(weights_path),
         "calibrated_now": calibrate,
+        "used_by": {
+            "lexical": "service (SupportChecker() in service/core.py); eval/qa.py ALCE default",
+            "lexical+embedding": "comparison only",
+            "alignment": "offline evaluation (service.support.strong_checker())",
+        },
         "settings": {},
+        "cv": {},
     }
     test = load_wice(test_path)
     test_supporting = load_wice(test_path, supporting_only=True)
     cf = load_climate_fever(Path(climate_fever)) if climate_fever else []
-    for name, checker, c in settings:
+    dev_gold = np.array([ex.supported for ex in dev])
+    for name, mode, checker, c in settings:
         block: dict[str, Any] = {}
         if dev:
             block["wice_dev"] = evaluate_split(checker, dev, c)
+            rows = feature_rows(dev, mode, c, tokens)
+            results["cv"][name] = cross_validate(rows, dev_gold, MODEL_FEATURES[mode])
         block["wice_test"] = evaluate_split(checker, test, c)
         block["wice_test_supporting_sentences_only"] = evaluate_split(checker, test_supporting, c)
         if cf:
             block["climate_fever"] = evaluate_split(checker, cf, c)
         results["settings"][name] = block
-    results["speed"] = speed_benchmark(embedder, models)
+    results["speed"] = speed_benchmark(embedder, models, token_encoder=encoder)
     if report_dir is not None:
         write_reports(results, Path(report_dir))
     return results
@@ -507,6 +707,23 @@ def write_reports(results: dict[str, Any], report_dir: Path) -> None:
                 f"| {_fmt(s['recall'])} | {_fmt(m['auc'])} | "
                 f"{_fmt(m['oracle_threshold_balanced_accuracy'])} | {m['ms_per_check']:.2f} |"
             )
+    if results.get("cv"):
+        lines += [
+            "",
+            f"WiCE dev, stratified {CV_FOLDS}-fold cross-validation x {CV_REPEATS} seeds "
+            "(weights and binary cut-off fitted on the training folds):",
+            "",
+            "| setting | BA (mean ± sd) | AUC |",
+            "|---|---|---|",
+        ]
+        for setting, m in results["cv"].items():
+            lines.append(
+                f"| {setting} | {_fmt(m['balanced_accuracy'])} ± "
+                f"{m['balanced_accuracy_std']:.3f} | {_fmt(m['auc'])} |"
+            )
+    if results.get("used_by"):
+        lines += ["", "Who uses which model:", ""]
+        lines += [f"- {k}: {v}" for k, v in results["used_by"].items()]
     lines += ["", "Speed (1 claim, 2 quotes):", ""]
     lines += [f"- {k}: {v:.2f} ms" for k, v in results["speed"].items()]
     lines += [
@@ -540,6 +757,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{setting:18s} {split:38s} BA={_fmt(b['balanced_accuracy'])} "
                 f"P={_fmt(b['precision'])} R={_fmt(b['recall'])} AUC={_fmt(m['auc'])}"
             )
+    for setting, m in results.get("cv", {}).items():
+        print(f"{setting:18s} {'wice_dev_cv':38s} BA={_fmt(m['balanced_accuracy'])} "
+              f"AUC={_fmt(m['auc'])}")
     for k, v in results["speed"].items():
         print(f"{k}: {v:.2f} ms")
     return 0

