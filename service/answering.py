@@ -50,6 +50,7 @@ class AnswerPolicy:
     weight_passage: float = 0.15
     max_sentences: int = 3
     relative_keep: float = 0.85  # keep further sentences scoring this close to the best
+    typed_fallback: float = 0.75  # a sentence with the asked-for kind of fact may lead if this close
     redundancy_cosine: float = 0.92
     corpus_sentence_candidates: int = 24
     # Abstention bars, calibrated on eval/questions/seed.jsonl (README "Abstention").
@@ -314,6 +315,18 @@ def _same_quantity(unit_a: str | None, unit_b: str | None) -> bool:
     return stem_a in personnel and stem_b in personnel
 
 
+def answers_type(text: str, analysis: QuestionAnalysis) -> bool:
+    """Whether ``text`` holds the kind of fact asked for.
+
+    "Who ran the survey?" may be answered by an organisation; "Who is the minister?" (a role
+    is named) needs a person.
+    """
+    if has_type_evidence(text, analysis.answer_type):
+        return True
+    return (analysis.answer_type == AnswerType.PERSON and not analysis.focus_terms
+            and has_type_evidence(text, AnswerType.ORGANIZATION))
+
+
 class Answerer:
     """Select evidence from retrieved passages and decide whether and how to answer."""
 
@@ -404,7 +417,7 @@ class Answerer:
             paragraph_tokens, paragraph_text = self.sentences.paragraph(sentence)
             _, paragraph_named = self.coverage(analysis, paragraph_tokens, paragraph_text)
             named = max(named, 0.9 * paragraph_named)
-        type_match = has_type_evidence(text, analysis.answer_type)
+        type_match = answers_type(text, analysis)
         _, document_named = self._document_coverage(analysis, sentence.doc_id)
         p = self.policy
         score = (p.weight_dense * dense + p.weight_coverage * coverage
@@ -425,6 +438,18 @@ class Answerer:
             return Decision(False, AbstainReason.NO_RELEVANT_PASSAGES)
         candidates.sort(key=lambda e: e.score, reverse=True)
         best = candidates[0]
+        if analysis.answer_type != AnswerType.OTHER and not best.type_match:
+            # The closest sentence lacks the kind of fact asked for; a nearly as close one
+            # that has it answers better ("Interior Ministry…" vs "Interior Minister X…").
+            typed = next((c for c in candidates[1:] if c.type_match
+                          and c.score >= self.policy.typed_fallback * best.score
+                          and c.coverage >= self.policy.typed_fallback * best.coverage
+                          and c.named_coverage >= self.policy.typed_fallback * best.named_coverage),
+                         None)
+            if typed is not None and not self._neighbour_has_type(best, analysis):
+                candidates.remove(typed)
+                candidates.insert(0, typed)
+                best = typed
         chosen = self._complete_with_neighbours(best, analysis, query_vector)
         features = self.abstention_features(analysis, chosen, candidates)
         reason = self._abstain_reason(analysis, features)
@@ -458,6 +483,10 @@ class Answerer:
                 chosen.append(self._evidence(row, analysis, query_vector, evidence.passage_score))
                 selected_rows.add(row)
         return Decision(True, None, self._order(chosen), conflicts, best, features)
+
+    def _neighbour_has_type(self, evidence: Evidence, analysis: QuestionAnalysis) -> bool:
+        return any(answers_type(self.sentences.text[n.row], analysis)
+                   for n in self.sentences.neighbours(evidence.sentence))
 
     def _complete_with_neighbours(self, best: Evidence, analysis: QuestionAnalysis,
                                   query_vector: np.ndarray) -> list[Evidence]:

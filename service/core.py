@@ -65,6 +65,7 @@ from service.support import SupportChecker
 
 logger = logging.getLogger(__name__)
 
+EVIDENCE_PASSAGES = 10  # passages whose sentences compete as evidence (at least top_k)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 ABSTAIN_MESSAGES = {
@@ -213,11 +214,15 @@ class QAService:
 
         t0 = time.perf_counter()
         passages: list[Passage] = []
+        evidence_passages: list[Passage] = []
         query_vector = None
         if live.snapshot is not None and live.snapshot.chunk_count:
             query_vector = self.embedder.embed([question])[0]
-            passages = search(live.snapshot, self.embedder, question, request.top_k, filters,
-                              query_vector=query_vector)
+            # Evidence is drawn from a few more passages than the caller asked to see.
+            evidence_passages = search(live.snapshot, self.embedder, question,
+                                       max(request.top_k, EVIDENCE_PASSAGES), filters,
+                                       query_vector=query_vector)
+            passages = evidence_passages[:request.top_k]
         t_retrieve = time.perf_counter() - t0
         if on_passages is not None:
             on_passages([self._passage_out(p) for p in passages])
@@ -226,8 +231,8 @@ class QAService:
         if live.answerer is None or query_vector is None:
             decision = Decision(False, AbstainReason.NO_RELEVANT_PASSAGES)
         else:
-            decision = self._decide(question, analysis, query_vector, passages, filters,
-                                    request.top_k, live.answerer)
+            decision = self._decide(question, analysis, query_vector, evidence_passages,
+                                    filters, live.answerer)
         t_select = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -269,8 +274,7 @@ class QAService:
         )
 
     def _decide(self, question: str, analysis: QuestionAnalysis, query_vector: np.ndarray,
-                passages: list[Passage], filters: Filters, top_k: int,
-                answerer: Answerer) -> Decision:
+                passages: list[Passage], filters: Filters, answerer: Answerer) -> Decision:
         """Select evidence; a question that asks two things is answered part by part."""
         parts = split_compound(question)
         if len(parts) == 1:
@@ -278,8 +282,8 @@ class QAService:
         decisions = []
         for part in parts:
             vector = self.embedder.embed([part])[0]
-            part_passages = search(answerer.snapshot, self.embedder, part, top_k, filters,
-                                   query_vector=vector)
+            part_passages = search(answerer.snapshot, self.embedder, part, EVIDENCE_PASSAGES,
+                                   filters, query_vector=vector)
             decisions.append(answerer.decide(analyse_question(part), vector, part_passages,
                                              filters))
         return merge_decisions(answerer, decisions)

@@ -98,6 +98,8 @@ _ORG_WORDS = re.compile(
     r"Ministry|Movement|Front|Council|Office|Committee|Cent(?:er|re)|Agency|Service|Group|"
     r"Army|Party|Union|Alliance|Foundation|Bank|Fund|Police|Directorate|Department|State|"
     r"Province|Emirate|Post|Times|News|Gazeta)\b"
+    r"|\b(?:Institute|Organi[sz]ation|Ministry|Council|Office|Committee|Cent(?:er|re)|Agency|"
+    r"Service|Union|Foundation|Department|Directorate)\s+(?:of|for|on)\s+(?:the\s+)?[A-Z]"
     r"|\b[A-Z]{3,}\b|\b(?:Taliban|al-Qaeda|Al-Qaeda|Ansarullah|Jamaat\s+\w+)\b"
 )
 
@@ -162,7 +164,7 @@ def has_type_evidence(text: str, answer_type: AnswerType) -> bool:
                     or re.search(r"\b(last|this|next)\s+(week|month|year)|\b(yesterday|"
                                  r"today|earlier\s+this)\b", text, re.I))
     if answer_type == AnswerType.PERSON:
-        return bool(_PERSON_TITLE.search(text)) or len(_proper_names(text)) >= 1
+        return len(_proper_names(text)) >= 1
     if answer_type == AnswerType.PLACE:
         return bool(_PLACE_WORDS.search(text))
     if answer_type == AnswerType.REASON:
@@ -172,9 +174,39 @@ def has_type_evidence(text: str, answer_type: AnswerType) -> bool:
     return True
 
 
+_NOT_PERSON_WORDS = {
+    "Ministry", "Organization", "Organisation", "Institute", "State", "States", "Council",
+    "Committee", "Center", "Centre", "Front", "Movement", "Office", "Service", "Union", "Army",
+    "Federation", "Republic", "Treaty", "Security", "Province", "Emirate", "Post", "News",
+    "Troops", "Border", "Forces", "Affairs", "Sciences", "Studies", "Asia", "East", "Valley",
+    "Nations", "Agency", "Department", "Directorate", "Relations", "International", "Islamic",
+    "Central", "Foreign", "Interior", "Defence", "Defense", "Joint", "Staff", "Summit",
+    "Railway", "Office", "Crime", "Drugs", "Meeting", "Heads", "Consultative", "Northern",
+    "Southern", "Western", "Eastern", "Middle", "Soviet", "Caliphate", "Khorasan", "Persian",
+}
+_TITLE_WORDS = {"President", "Minister", "General", "Colonel", "Major", "Chairman", "Secretary",
+                "Ambassador", "Director", "Commander", "Doctor", "Deputy", "Acting", "Foreign",
+                "Interior", "Prime", "Lieutenant", "Special", "Representative"}
+
+
 def _proper_names(text: str) -> list[str]:
-    # Two or more capitalised words in a row, anywhere but a sentence start, look like a name.
-    return re.findall(r"(?<=[a-z,;:]\s)([A-Z][a-z]+(?:\s+[A-Z][a-z]+)+)", text)
+    """Runs of two or more capitalised words that look like a person's name.
+
+    Runs with institution or place words ("Russian Interior Ministry", "Central Asia") are
+    not names of people; titles ("Minister", "General") are dropped from the run first.
+    """
+    names = []
+    for run in re.findall(r"(?<![.!?]\s)\b([A-Z][a-z'’-]+(?:\s+[A-Z][a-z'’-]+)+)", text):
+        words = [w for w in run.split() if w not in _TITLE_WORDS]
+        # "Tajikistan John Mark Pommersheim": a place next to the name is not part of it.
+        while words and _PLACE_WORDS.fullmatch(words[0]):
+            words.pop(0)
+        while words and _PLACE_WORDS.fullmatch(words[-1]):
+            words.pop()
+        if len(words) < 2 or any(w in _NOT_PERSON_WORDS for w in words):
+            continue
+        names.append(" ".join(words))
+    return names
 
 
 @dataclass(frozen=True)
