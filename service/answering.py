@@ -50,7 +50,7 @@ class AnswerPolicy:
     weight_passage: float = 0.15
     max_sentences: int = 3
     relative_keep: float = 0.85  # keep further sentences scoring this close to the best
-    typed_fallback: float = 0.75  # a sentence with the asked-for kind of fact may lead if this close
+    typed_fallback: float = 0.75  # a sentence with the asked-for fact may lead when this close
     redundancy_cosine: float = 0.92
     corpus_sentence_candidates: int = 24
     # Abstention bars, calibrated on eval/questions/seed.jsonl (README "Abstention").

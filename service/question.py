@@ -181,7 +181,7 @@ _NOT_PERSON_WORDS = {
     "Troops", "Border", "Forces", "Affairs", "Sciences", "Studies", "Asia", "East", "Valley",
     "Nations", "Agency", "Department", "Directorate", "Relations", "International", "Islamic",
     "Central", "Foreign", "Interior", "Defence", "Defense", "Joint", "Staff", "Summit",
-    "Railway", "Office", "Crime", "Drugs", "Meeting", "Heads", "Consultative", "Northern",
+    "Railway", "Crime", "Drugs", "Meeting", "Heads", "Consultative", "Northern",
     "Southern", "Western", "Eastern", "Middle", "Soviet", "Caliphate", "Khorasan", "Persian",
 }
 _TITLE_WORDS = {"President", "Minister", "General", "Colonel", "Major", "Chairman", "Secretary",
