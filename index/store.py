@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -236,7 +237,10 @@ class IndexSnapshot:
         self.lexical = lexical
         self.sentence_vectors = sentence_vectors
         self._db_path = path / "meta.sqlite"
-        self._local: dict[int, sqlite3.Connection] = {}
+        # One read-only connection for the snapshot's life: its open file keeps this version
+        # readable even after a later writer prunes the directory.
+        self._db = self._connect()
+        self._db_lock = threading.Lock()
         # Small corpora are served entirely from memory; sqlite is the source of truth.
         self._documents = self._load_documents()
         self._chunks = self._load_chunks()
@@ -301,8 +305,8 @@ class IndexSnapshot:
         return sqlite3.connect(uri, uri=True, check_same_thread=False)
 
     def _load_documents(self) -> dict[str, dict[str, Any]]:
-        with self._connect() as db:
-            rows = db.execute(
+        with self._db_lock:
+            rows = self._db.execute(
                 "SELECT doc_id, title, outlet, published, published_start, published_end, "
                 "source, inferred, content_hash, length(text), ingested_at FROM documents"
             ).fetchall()
@@ -314,8 +318,8 @@ class IndexSnapshot:
         return docs
 
     def _load_chunks(self) -> dict[int, ChunkRecord]:
-        with self._connect() as db:
-            rows = db.execute(
+        with self._db_lock:
+            rows = self._db.execute(
                 'SELECT row_id, chunk_id, doc_id, start, "end", text, token_count FROM chunks'
             ).fetchall()
         out = {}
@@ -326,8 +330,8 @@ class IndexSnapshot:
         return out
 
     def _load_sentences(self) -> dict[int, list[SentenceRecord]]:
-        with self._connect() as db:
-            rows = db.execute(
+        with self._db_lock:
+            rows = self._db.execute(
                 'SELECT row, doc_id, chunk_row, start, "end" FROM sentences ORDER BY row'
             ).fetchall()
         by_chunk: dict[int, list[SentenceRecord]] = {}
@@ -356,8 +360,8 @@ class IndexSnapshot:
         """Metadata and full cleaned text of one document."""
         if doc_id not in self._documents:
             raise DocumentNotFound(f"no document with id {doc_id!r}")
-        with self._connect() as db:
-            (text,) = db.execute(
+        with self._db_lock:
+            (text,) = self._db.execute(
                 "SELECT text FROM documents WHERE doc_id = ?", (doc_id,)
             ).fetchone()
         return {**self._documents[doc_id], "text": text}

@@ -203,6 +203,16 @@ def test_old_versions_are_pruned(writer: IndexWriter, data_dir: Path) -> None:
     assert _versions(data_dir) == ["v000003", "v000004", "v000005"]
 
 
+def test_open_snapshot_outlives_the_pruning_of_its_version(
+        writer: IndexWriter, data_dir: Path, hash_embedder: HashEmbedder) -> None:
+    writer.apply(add=[make_doc("alpha", "The first alpaca story is told here in full.")])
+    reader = IndexSnapshot.open(data_dir, hash_embedder)
+    for i in range(4):
+        writer.apply(add=[make_doc("alpha", f"Version {i} of the alpaca story is here.")])
+    assert "v000001" not in _versions(data_dir)
+    assert reader.document("alpha")["text"] == "The first alpaca story is told here in full."
+
+
 # ---------------------------------------------------------------------------------------------
 # Crashes
 
