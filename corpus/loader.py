@@ -411,11 +411,16 @@ def load_file(path: Path, manifest: dict[str, dict[str, object]] | None = None) 
 
 
 def iter_paths(paths: Iterable[Path]) -> Iterator[Path]:
-    """Expand folders (recursively, supported files only, sorted); pass files through."""
+    """Expand folders recursively (sorted); pass files through.
+
+    Every file of a folder is yielded, so one of an unsupported type is reported as skipped
+    rather than silently ignored; the metadata manifest and hidden files are left out.
+    """
     for path in paths:
         if path.is_dir():
             for child in sorted(path.rglob("*")):
-                if child.is_file() and child.suffix.lower() in SUPPORTED_SUFFIXES:
+                hidden = any(part.startswith(".") for part in child.relative_to(path).parts)
+                if child.is_file() and not hidden and child.name != MANIFEST_NAME:
                     yield child
         else:
             yield path

@@ -200,8 +200,9 @@ def test_mixed_folder_loads_good_files_and_skips_bad_ones(tmp_path: Path) -> Non
     assert loaded == {"good.txt", "latin1.txt"}
     assert "binary" in skipped["binary.txt"]
     assert "empty" in skipped["empty.txt"]
-    # Folders are expanded to supported files only, so the PDF is neither loaded nor an error.
-    assert "report.pdf" not in loaded and "report.pdf" not in skipped
+    # A file of an unsupported type inside a folder is reported, not silently ignored.
+    assert "report.pdf" not in loaded
+    assert "unsupported file type '.pdf'" in skipped["report.pdf"]
     assert [Path(p).name for p, _ in report.warnings] == ["latin1.txt"]
     assert files["good"].exists()
 
