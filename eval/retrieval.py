@@ -29,7 +29,7 @@ import numpy as np
 
 from corpus.loader import Document
 from eval.metrics import mrr_at_k, ndcg_at_k, recall_at_k
-from index.embedding import Embedder, SentenceTransformerEmbedder
+from index.embedding import Embedder, load_embedder
 from index.search import DEFAULT_DENSE_WEIGHT, DEFAULT_FUSION, FusionMethod, search
 from index.store import IndexSnapshot, IndexWriter, IngestResult
 
@@ -321,6 +321,7 @@ def run_retrieval_eval(
     *,
     data_dir: Path | None = None,
     measure_encode: bool = True,
+    embedder_kind: str = "minilm",
 ) -> dict:
     """Index a BEIR (or SciFact) corpus with groundqa, score each mode, print and report.
 
@@ -329,7 +330,7 @@ def run_retrieval_eval(
     """
     dataset = load_dataset(Path(beir_dir))
     settings = _settings(modes, dense_weights or list(DEFAULT_DENSE_WEIGHTS))
-    embedder = SentenceTransformerEmbedder()
+    embedder = load_embedder(embedder_kind)  # minilm (torch), onnx or onnx-int8
     with tempfile.TemporaryDirectory(prefix="groundqa-beir-") as tmp:
         root = Path(data_dir) if data_dir is not None else Path(tmp)
         documents = to_documents(dataset.corpus, outlet=dataset.name)
@@ -355,6 +356,7 @@ def run_retrieval_eval(
         selected = max(hybrid, key=lambda s: (pick_from[s]["ndcg@10"], s == default))
     report: dict[str, Any] = {
         "dataset": dataset.name,
+        "embedder": {"kind": embedder_kind, "model": embedder.name},
         "source": str(beir_dir),
         "documents": snapshot.document_count,
         "chunks": snapshot.chunk_count,
@@ -461,11 +463,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="evaluate only the first N queries per split")
     parser.add_argument("--dense-weights", type=lambda s: [float(x) for x in s.split(",")],
                         help="convex weights to sweep, e.g. 0.3,0.5,0.7")
+    parser.add_argument("--embedder", default="minilm",
+                        choices=["minilm", "onnx", "onnx-int8"],
+                        help="embedding backend (default minilm: torch)")
     parser.add_argument("--data-dir", type=Path,
                         help="keep the index here and reuse it on the next run")
     args = parser.parse_args(argv)
     run_retrieval_eval(args.beir, args.mode or ["all"], args.report, args.limit,
-                       args.dense_weights, data_dir=args.data_dir)
+                       args.dense_weights, data_dir=args.data_dir,
+                       embedder_kind=args.embedder)
     return 0
 
 

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,7 +29,7 @@ from service.chat import ask_event_stream
 from service.chat import router as chat_router
 from service.config import Settings
 from service.core import QAService
-from service.limits import RequestLimits
+from service.limits import AnswerConcurrency, RequestLimits
 from service.schemas import (
     AskRequest,
     AskResponse,
@@ -46,7 +46,8 @@ from service.web import OPEN_PREFIXES, install_web
 
 logger = logging.getLogger(__name__)
 
-_ERRORS = {400: {"model": ErrorResponse}, 401: {"model": ErrorResponse},
+_ERRORS: dict[int | str, dict[str, Any]] = {
+           400: {"model": ErrorResponse}, 401: {"model": ErrorResponse},
            404: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
            415: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
            503: {"model": ErrorResponse}}
@@ -113,6 +114,9 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
     app.state.metrics = metrics
     app.add_middleware(OneLineStartupFailure)
     # Added before the guard below, so it runs inside it: auth first, then body limits.
+    # Not with an LLM writer: then an answer mostly waits on the network, not on the CPU.
+    app.add_middleware(AnswerConcurrency, limit=0 if settings.llm_base_url
+                       else settings.max_concurrent_answers)
     app.add_middleware(RequestLimits, settings=settings)
 
     # -- middleware ---------------------------------------------------------------------------
@@ -183,6 +187,9 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type"}
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            # FastAPI's body parser (invalid UTF-8, JSON nested too deep): same code as ours.
+            return error_response(400, "malformed_json", "the request body is not valid JSON")
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             # Starlette's Allow names only the first matching route's methods; a path served
@@ -225,7 +232,9 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
         """Prometheus metrics: requests and latency by route, stage latency, abstentions."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/v1/ask", response_model=AskResponse, responses=_ERRORS, tags=["qa"])
+    # With "stream": true the 200 is Server-Sent Events; documented (the fuzzer found it wasn't).
+    @app.post("/v1/ask", response_model=AskResponse, tags=["qa"], responses={
+        **_ERRORS, 200: {"content": {"text/event-stream": {}}}})
     def ask(body: AskRequest, svc: Service, response: Response,
             request: Request) -> AskResponse | Response:
         """Answer a question from the articles with verifiable citations, or abstain."""
@@ -268,7 +277,7 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
                       "type": "object", "required": ["file"],
                       "properties": {"file": {"type": "string", "format": "binary"}}}}},
                   "required": True}})
-    async def add_document(request: Request, svc: Service) -> DocumentChange:
+    async def add_document(request: Request, svc: Service) -> DocumentChange | JSONResponse:
         """Add or replace a document: JSON (text, markdown or HTML) or a file upload."""
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == "application/json":
@@ -280,7 +289,7 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
             try:
                 document = DocumentIn.model_validate(payload)
             except ValueError as exc:
-                errors = getattr(exc, "errors", lambda: [])()
+                errors: list[dict[str, Any]] = getattr(exc, "errors", lambda: [])()
                 first = errors[0] if errors else {}
                 where = ".".join(str(p) for p in first.get("loc", ()))
                 raise InvalidRequest(f"{where}: {first.get('msg', exc)}" if where

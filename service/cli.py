@@ -165,6 +165,10 @@ def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64)] = 1,
+    # Longer than a proxy's or client pool's idle timeout (nginx/ALB: 60 s): a server that
+    # closes first races requests already sent on the connection (rare resets under load).
+    keep_alive: Annotated[int, typer.Option("--timeout-keep-alive", min=1,
+                                            help="Seconds an idle connection is kept.")] = 75,
     data_dir: DataDirOption = None,
 ) -> None:
     """Run the HTTP API (uvicorn)."""
@@ -182,7 +186,8 @@ def serve(
         check_index(settings)
     except GroundQAError as exc:
         _fail(exc.message, 2)
-    uvicorn.run("service.asgi:app", host=host, port=port, workers=workers, log_level="info")
+    uvicorn.run("service.asgi:app", host=host, port=port, workers=workers, log_level="info",
+                timeout_keep_alive=keep_alive)
 
 
 @index_app.command("info")

@@ -21,9 +21,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GROUNDQA_", extra="ignore")
 
     data_dir: Path = Field(default=Path("data"), description="Where index versions live.")
-    # minilm: torch; onnx: the same model on ONNX Runtime (same vectors); onnx-int8: quantised
-    # (its own model name, so it never queries an index built with full-precision vectors).
-    embedder: Literal["minilm", "onnx", "onnx-int8", "hash"] = "minilm"
+    # onnx: the packaged MiniLM on ONNX Runtime, the same vectors as torch (minilm) and faster
+    # here (README "Performance"); onnx-int8: quantised, with its own model name so it never
+    # queries an index built with full-precision vectors.
+    embedder: Literal["onnx", "minilm", "onnx-int8", "hash"] = "onnx"
     index_type: Literal["auto", "flat", "hnsw"] = "auto"
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -34,6 +35,9 @@ class Settings(BaseSettings):
     default_top_k: int = 5
     on_missing_index: Literal["fail", "empty"] = "fail"
     reload_check_seconds: float = 0.5
+    # Answering requests run at once (the rest queue in order); 0 = no limit. A few per
+    # core keeps latency fair and the event loop responsive (see eval/load.py).
+    max_concurrent_answers: int = 4
     # Optional LLM answer writer (any OpenAI-compatible server); unset means extractive only.
     llm_base_url: str | None = Field(default=None, description="e.g. http://localhost:11434/v1")
     llm_model: str | None = None

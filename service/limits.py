@@ -9,6 +9,7 @@ than letting it fail later as a confusing validation error.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -89,3 +90,32 @@ class RequestLimits:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+# Routes whose work is CPU-bound answering (the model, FAISS, the support checker).
+ANSWER_ROUTES = ("/v1/ask", "/v1/search")
+
+
+class AnswerConcurrency:
+    """ASGI middleware: at most ``limit`` answering requests run at once, the rest queue.
+
+    Every sync route runs in a worker thread, and 32 concurrent asks meant 32 threads fighting
+    for 2 cores and the GIL: requests finished in random order (p99 several times p50) and the
+    event loop itself got a 1/33 share, so even /healthz slowed down. Queued requests wait on
+    an asyncio semaphore, which wakes them in arrival order and costs no thread.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self._semaphore: asyncio.Semaphore | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (self.limit <= 0 or scope["type"] != "http" or scope.get("method") != "POST"
+                or not str(scope.get("path", "")).startswith(ANSWER_ROUTES)):
+            await self.app(scope, receive, send)
+            return
+        if self._semaphore is None:  # created in the server's event loop
+            self._semaphore = asyncio.Semaphore(self.limit)
+        async with self._semaphore:
+            await self.app(scope, receive, send)

@@ -32,8 +32,13 @@ def _expected_model(embedder: str) -> tuple[str, int]:
 
         fake = HashEmbedder()
         return fake.name, fake.dimension
+    if embedder == "onnx-int8":
+        from index.onnx_embedding import INT8_MODEL_NAME
+
+        return INT8_MODEL_NAME, MINILM_DIMENSION
     from index.embedding import DEFAULT_MODEL_NAME
 
+    # minilm (torch) and onnx give the same vectors under the same name.
     return DEFAULT_MODEL_NAME, MINILM_DIMENSION
 
 

@@ -1,0 +1,139 @@
+"""`groundqa bench ...`: speed benchmarks that print Markdown tables and write JSON reports.
+
+Plugged into the ``groundqa`` CLI through the ``groundqa.commands`` entry point; also runnable
+as ``python -m eval.bench_cli``. Each sub-command writes ``<name>.json`` and ``<name>.md`` into
+the report directory (default ``reports/bench``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="Speed benchmarks: ingest, query latency, vector index scale, memory, txtai peer.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+ReportDir = Annotated[Path, typer.Option("--report-dir", help="Where JSON + Markdown go.")]
+WorkDir = Annotated[
+    Path | None,
+    typer.Option("--work-dir", help="Keep benchmark indexes here and reuse them (default: temp)."),
+]
+DEFAULT_REPORTS = Path("reports/bench")
+EMBEDDERS = ("minilm", "onnx", "onnx-int8")
+
+
+def _csv(value: str, allowed: tuple[str, ...] | None = None) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if allowed is not None:
+        unknown = [v for v in items if v not in allowed]
+        if unknown:
+            err_console.print(f"error: unknown value {unknown[0]!r} (use {', '.join(allowed)})",
+                              markup=False, highlight=False)
+            raise typer.Exit(code=2)
+    return items
+
+
+def _publish(report_dir: Path, name: str, data: dict[str, Any], markdown: str) -> None:
+    from eval.bench_common import write_report
+
+    path = write_report(report_dir, name, data, markdown)
+    console.print(markdown, markup=False, highlight=False, soft_wrap=True)
+    console.print(f"\nreport: {path}", highlight=False)
+
+
+@app.command("ingest")
+def ingest_command(
+    corpus: Annotated[str, typer.Option(help="demo or bbc.")] = "bbc",
+    limit: Annotated[int, typer.Option(help="Articles to ingest (0: all).", min=0)] = 300,
+    embedders: Annotated[str, typer.Option(help="Comma-separated embedders.")] = ",".join(
+        EMBEDDERS),
+    report_dir: ReportDir = DEFAULT_REPORTS,
+) -> None:
+    """Chunks/s end to end vs raw SentenceTransformer.encode on the same chunks, by stage."""
+    from eval.bench_ingest import ingest_markdown, run_ingest_bench
+
+    report = run_ingest_bench(_csv(corpus, ("demo", "bbc"))[0], limit or None,
+                              _csv(embedders, EMBEDDERS))
+    _publish(report_dir, "ingest", report, ingest_markdown(report))
+
+
+@app.command("query")
+def query_command(
+    corpora: Annotated[str, typer.Option("--corpora", help="demo,bbc")] = "demo,bbc",
+    concurrency: Annotated[str, typer.Option(help="Comma-separated levels.")] = "1,8,32",
+    modes: Annotated[str, typer.Option(help="in-process,http")] = "in-process,http",
+    embedder: Annotated[str, typer.Option(help="minilm, onnx or onnx-int8.")] = "minilm",
+    passes: Annotated[int, typer.Option(min=1, help="Cold passes over the questions.")] = 2,
+    work_dir: WorkDir = None,
+    report_dir: ReportDir = DEFAULT_REPORTS,
+) -> None:
+    """/v1/ask and /v1/search p50/p95/p99 in-process and over HTTP, per stage."""
+    from eval.bench_query import query_markdown, run_query_bench
+
+    levels = [int(v) for v in _csv(concurrency)]
+    report = run_query_bench(_csv(corpora, ("demo", "bbc")), levels,
+                             _csv(modes, ("in-process", "http")), _csv(embedder, EMBEDDERS)[0],
+                             passes, work_dir)
+    _publish(report_dir, f"query-{report['embedder']}", report, query_markdown(report))
+
+
+@app.command("scale")
+def scale_command(
+    sizes: Annotated[str, typer.Option(help="e.g. 100000,1000000 (1M needs ~4 GiB).")] = "100000",
+    indexes: Annotated[str, typer.Option(help="flat,hnsw,ivf")] = "flat,hnsw,ivf",
+    queries: Annotated[int, typer.Option(min=10)] = 200,
+    report_dir: ReportDir = DEFAULT_REPORTS,
+) -> None:
+    """FAISS exact vs HNSW vs IVF: build time, size, recall@10, single-query latency."""
+    from eval.bench_scale import run_scale_bench, scale_markdown
+
+    kinds = _csv(indexes, ("flat", "hnsw", "ivf"))
+    if "flat" not in kinds:
+        kinds.insert(0, "flat")  # the exact results are the recall reference
+    report = run_scale_bench([int(v) for v in _csv(sizes)], kinds, queries)
+    _publish(report_dir, "scale", report, scale_markdown(report))
+
+
+@app.command("memory")
+def memory_command(
+    corpora: Annotated[str, typer.Option("--corpora", help="demo,bbc")] = "demo,bbc",
+    embedder: Annotated[str, typer.Option(help="minilm, onnx or onnx-int8.")] = "minilm",
+    work_dir: WorkDir = None,
+    report_dir: ReportDir = DEFAULT_REPORTS,
+) -> None:
+    """Resident memory of the service per corpus and index bytes per chunk on disk."""
+    from eval.bench_memory import memory_markdown, run_memory_bench
+
+    report = run_memory_bench(_csv(corpora, ("demo", "bbc")), _csv(embedder, EMBEDDERS)[0],
+                              work_dir)
+    _publish(report_dir, f"memory-{report['embedder']}", report, memory_markdown(report))
+
+
+@app.command("peer")
+def peer_command(
+    corpus: Annotated[str, typer.Option(help="demo or bbc.")] = "bbc",
+    limit: Annotated[int, typer.Option(help="Articles (0: all).", min=0)] = 300,
+    venv: Annotated[
+        Path | None, typer.Option(help="txtai venv (created if missing; default in ~/.cache).")
+    ] = None,
+    embedder: Annotated[str, typer.Option(help="groundqa's embedder.")] = "onnx",
+    report_dir: ReportDir = DEFAULT_REPORTS,
+) -> None:
+    """groundqa vs txtai (separate throw-away venv): ingest time and search latency ratios."""
+    from eval.bench_peer import peer_markdown, run_peer_bench
+
+    report = run_peer_bench(_csv(corpus, ("demo", "bbc"))[0], limit or None, venv,
+                            embedder_kind=_csv(embedder, EMBEDDERS)[0])
+    _publish(report_dir, "peer", report, peer_markdown(report))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,65 @@
+"""The benchmark programs' pure parts and a tiny end-to-end run of `groundqa bench scale`."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from eval.bench_cli import app
+from eval.bench_common import corpus_questions, markdown_table, percentiles, uncached
+from eval.bench_scale import clustered_vectors, recall_at_k
+
+
+def test_percentiles_and_empty() -> None:
+    figures = percentiles([float(v) for v in range(1, 101)])
+    assert figures["n"] == 100 and math.isclose(figures["p50"], 50.5)
+    assert figures["p99"] > figures["p95"] > figures["p50"]
+    assert math.isnan(percentiles([])["p50"])
+
+
+def test_uncached_questions_differ_but_clean_to_the_same_words() -> None:
+    from service.core import clean_question
+
+    first, second = uncached("Who is it?", 1), uncached("Who is it?", 2)
+    assert first != second != "Who is it?"
+    assert clean_question(first, 100).replace("\u200b", "") == "Who is it?"
+
+
+def test_markdown_table_formats_numbers() -> None:
+    table = markdown_table(["a", "b"], [[1.23456, float("nan")], [123.456, None]])
+    assert "| 1.235 | n/a |" in table and "| 123.5 | – |" in table
+
+
+def test_demo_questions_come_from_the_seed_file() -> None:
+    questions = corpus_questions("demo")
+    assert len(questions) >= 50 and all(q.strip() for q in questions)
+
+
+def test_clustered_vectors_are_unit_and_recall_is_scored() -> None:
+    data = clustered_vectors(500, dimension=16, centres=10, latent=4)
+    assert data.shape == (500, 16)
+    assert np.allclose(np.linalg.norm(data, axis=1), 1.0, atol=1e-5)
+    truth = np.array([[1, 2, 3], [4, 5, 6]])
+    assert recall_at_k(np.array([[1, 2, 9], [4, 5, 6]]), truth, k=3) == (2 / 3 + 1) / 2
+
+
+def test_bench_scale_writes_json_and_markdown(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["scale", "--sizes", "3000", "--queries", "10",
+                                      "--report-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "scale.json").read_text())
+    kinds = {run["index"]: run for run in report["runs"]}
+    assert set(kinds) == {"flat", "hnsw", "ivf"}
+    assert kinds["flat"]["recall@10"] == 1.0
+    assert 0.0 <= kinds["hnsw"]["recall@10"] <= 1.0
+    assert (tmp_path / "scale.md").read_text().startswith("Vector index at scale")
+
+
+def test_bench_rejects_unknown_values(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["scale", "--indexes", "lsh", "--report-dir",
+                                      str(tmp_path)])
+    assert result.exit_code == 2
