@@ -214,27 +214,5 @@ def checker_command(
         console.print(f"report: {report_dir}", highlight=False)
 
 
-@app.command("latency")
-def latency_command(
-    questions: Annotated[Path, typer.Option("--questions", help="Question file (jsonl).")] = Path(
-        "eval/questions/seed.jsonl"),
-    url: Annotated[str | None, typer.Option("--url", help="Benchmark a live server.")] = None,
-    api_key: Annotated[str | None, typer.Option("--api-key", envvar="GROUNDQA_API_KEY")] = None,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="GROUNDQA_DATA_DIR")] = None,
-    concurrency: Annotated[list[int], typer.Option("--concurrency", "-c")] = [1],  # noqa: B006
-    repeats: Annotated[int, typer.Option(min=1)] = 3,
-    report: Annotated[Path | None, typer.Option("--report", help="Write JSON here.")] = None,
-) -> None:
-    """Latency of /v1/ask and /v1/search (p50/p95/p99, per stage), in-process or over HTTP."""
-    from eval.bench import format_table, run_latency_bench
-
-    if not questions.is_file():
-        _fail_input(f"{questions}: no such file")
-    results = run_latency_bench(questions, data_dir=data_dir, url=url,
-                                concurrency=tuple(concurrency), repeats=repeats,
-                                report_path=report, api_key=api_key)
-    console.print(format_table(results), highlight=False)
-
-
 if __name__ == "__main__":
     app()
