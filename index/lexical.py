@@ -12,6 +12,8 @@ import bm25s
 import numpy as np
 
 logger = logging.getLogger(__name__)
+# bm25s sets its own logger to DEBUG at import, which prints a line on every index build.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 BM25_K1 = 1.2
 BM25_B = 0.75
