@@ -19,10 +19,11 @@ from typing import Literal
 
 import numpy as np
 
+from corpus.errors import DocumentNotFound, IndexNotFound, InvalidRequest
 from corpus.errors import EmptyQuestion as EmptyQuestionError
-from corpus.errors import IndexNotFound, InvalidRequest
-from corpus.loader import Document, parse_document
+from corpus.loader import Document, parse_document, published_bounds
 from index.embedding import Embedder, load_embedder
+from index.lexical import tokenize
 from index.search import Passage, search
 from index.store import DataDir, Filters, IndexSnapshot, IndexWriter, IngestResult
 from service.answering import (
@@ -117,8 +118,6 @@ def to_filters(filters: FiltersIn | None) -> Filters:
 
 
 def _pad(value: str, *, low: bool) -> str:
-    from corpus.loader import published_bounds
-
     first, last = published_bounds(value)
     bound = first if low else last
     if bound is None:
@@ -344,8 +343,6 @@ class QAService:
         named = [w for i, w in enumerate(words) if i > 0 and w[:1].isupper()]
         if decision.best is None or live.answerer is None:
             return ", ".join(f"“{w}”" for w in dict.fromkeys(named))
-        from index.lexical import tokenize
-
         tokens = live.answerer.sentences.doc_tokens(decision.best.sentence.doc_id)
         missing = [w for w in named
                    if not all(t in tokens for t in tokenize([w])[0])
@@ -417,8 +414,6 @@ class QAService:
         """One document with the cleaned text that citation offsets refer to."""
         live = self.live()
         if live.snapshot is None:
-            from corpus.errors import DocumentNotFound
-
             raise DocumentNotFound(f"no document with id {doc_id!r} (the index is empty)")
         doc = live.snapshot.document(doc_id)
         return DocumentOut(**{k: doc[k] for k in DocumentOut.model_fields})
@@ -475,4 +470,4 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 3)
 
 
-__all__ = ["QAService", "clean_question", "to_filters", "np"]
+__all__ = ["QAService", "clean_question", "to_filters"]
