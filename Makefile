@@ -9,13 +9,27 @@ export GROUNDQA_DATA_DIR ?= $(DATA_DIR)
 
 .PHONY: setup index serve test test-all lint eval-qa clean
 
-# torch is installed first and pinned: the local CPU build (any other spec pulls CUDA).
+# PyTorch's CPU-only wheel index: without it, pip on Linux resolves torch to the CUDA build
+# (about 20 nvidia-* packages, several GB). Override with a mirror: make setup TORCH_INDEX=...
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+
+# torch is installed first and pinned, from the CPU index, so nothing later pulls CUDA.
 $(BIN)/groundqa: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $@
+	@echo "==> [1/3] creating the virtual environment $(VENV)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --upgrade pip
+	@echo "==> [2/3] installing PyTorch 2.13.0, CPU build, from $(TORCH_INDEX) (~200 MB)"
+	@$(BIN)/pip install --quiet torch==2.13.0 --index-url $(TORCH_INDEX) || { \
+	  echo "    $(TORCH_INDEX) could not be reached: installing torch from the default index."; \
+	  echo "    On Linux x86_64 that is the CUDA build (several GB); set TORCH_INDEX to a"; \
+	  echo "    reachable CPU wheel index to avoid it."; \
+	  $(BIN)/pip install --quiet torch==2.13.0; }
+	@echo "==> [3/3] installing groundqa and its pinned dependencies (spaCy, FAISS, ONNX Runtime, ...)"
+	@# The full pip log (with setuptools' build warnings) is kept, and shown only on failure.
+	@$(BIN)/pip install -e '.[dev]' > $(VENV)/install.log 2>&1 \
+	  || { cat $(VENV)/install.log; echo "setup failed; log: $(VENV)/install.log"; exit 1; }
+	@echo "==> setup done: $(VENV)"
+	@touch $@
 
 setup: $(BIN)/groundqa
 
@@ -26,7 +40,11 @@ index: setup
 serve: index
 	$(BIN)/groundqa serve --host $(HOST) --port $(PORT)
 
+# Unit, HTTP-contract and end-to-end suites (reliability and browser suites: `make test-all`).
 test: setup
+	$(BIN)/pytest -q -m "not reliability and not browser"
+
+test-all: setup
 	$(BIN)/pytest -q
 
 lint: setup

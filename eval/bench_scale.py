@@ -56,7 +56,7 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
 def _index(kind: str, count: int) -> Any:
     import faiss
 
-    from index.store import _new_faiss_index
+    from index.store.embedded_writer import _new_faiss_index
 
     if kind in ("flat", "hnsw"):
         return _new_faiss_index(DIMENSION, kind, count)  # the service's own settings
@@ -95,7 +95,7 @@ def run_scale_bench(sizes: Sequence[int] = (100_000,), kinds: Sequence[str] = ("
             index.add_with_ids(data, ids)
             build = time.perf_counter() - started
             memory = len(faiss.serialize_index(index))
-            faiss.omp_set_num_threads(1)  # as index/search.py serves queries
+            faiss.omp_set_num_threads(1)  # as index/retrieve.py serves queries
             latencies, found = [], []
             for row in probe:
                 t0 = time.perf_counter()

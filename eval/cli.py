@@ -72,7 +72,36 @@ def _print_result_tables(title: str, data: dict[str, Any]) -> None:
 
 @app.command("qa")
 def qa_command(
-    questions: Annotated[Path, typer.Option("--questions", help="Question file (JSON lines).")],
+    questions: Annotated[
+        Path | None, typer.Option("--questions", help="Question file (JSON lines).")
+    ] = None,
+    squad: Annotated[
+        Path | None,
+        typer.Option("--squad", help="A SQuAD-format file: its contexts become the corpus and "
+                     "its questions are asked (short-answer EM/F1, abstention, calibration)."),
+    ] = None,
+    drop_third: Annotated[
+        bool, typer.Option("--drop-third", help="With --squad: leave a third of the contexts "
+                           "out of the corpus; their questions become unanswerable."),
+    ] = False,
+    subset: Annotated[
+        str, typer.Option("--subset", help="With --squad: which contexts to ask about: all, "
+                          "squad-fold-b, squad-dev, newsqa-heldout, newsqa-dev (the packaged "
+                          "reader's splits, see service/answer/models/reader/README.md).")
+    ] = "all",
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="With --squad: ask at most this many "
+                                 "questions (evenly spread).")
+    ] = None,
+    write_corpus: Annotated[
+        Path | None, typer.Option("--write-corpus", help="With --squad: write the corpus as "
+                                  "files for `groundqa ingest` (to evaluate a server with "
+                                  "--url) and exit.")
+    ] = None,
+    min_confidence: Annotated[
+        float | None, typer.Option("--min-confidence", min=0.0, max=1.0,
+                                   help="In-process: override the calibrated threshold.")
+    ] = None,
     url: Annotated[
         str | None, typer.Option("--url", help="Evaluate a running service at this base URL.")
     ] = None,
@@ -108,6 +137,18 @@ def qa_command(
     ] = None,
 ) -> None:
     """Ask every question, score answers, abstention, citations and grounding; print a table."""
+    if (questions is None) == (squad is None):
+        _fail_input("give exactly one of --questions FILE or --squad FILE")
+    if squad is not None:
+        from eval.squad_cli import run_squad_command
+
+        run_squad_command(squad, drop_third=drop_third, subset=subset, limit=limit, url=url,
+                          api_key=api_key, data_dir=data_dir, report_dir=report_dir,
+                          top_k=top_k, write_corpus=write_corpus,
+                          min_confidence=min_confidence, fail_under=fail_under or [],
+                          fail=_fail_input, console=console)
+        return
+    assert questions is not None
     from eval.clients import EvalClientError, HttpAskClient, InProcessAskClient
     from eval.qa import METRIC_NAMES, QuestionFileError, check_gates, load_questions, parse_gate
     from eval.qa import run_qa_eval as run

@@ -97,8 +97,9 @@ class HttpAskClient:
 class InProcessAskClient:
     """Ask the question-answering core directly, built from a data directory (no HTTP)."""
 
-    def __init__(self, data_dir: str | Path) -> None:
+    def __init__(self, data_dir: str | Path, min_confidence: float | None = None) -> None:
         self.data_dir = Path(data_dir)
+        self.min_confidence = min_confidence
         self._service: Any = None
         self._documents: dict[str, str] = {}
 
@@ -118,6 +119,10 @@ class InProcessAskClient:
                 ) from exc
         return self._service
 
+    def service(self) -> Any:
+        """The in-process ``QAService`` (built on first use)."""
+        return self._svc()
+
     def ask(self, question: str, top_k: int) -> dict[str, Any]:
         """Run the question through ``QAService.ask`` and return the JSON-mode dump."""
         from corpus.errors import GroundQAError
@@ -125,7 +130,8 @@ class InProcessAskClient:
 
         service = self._svc()
         try:
-            response = service.ask(AskRequest(question=question, top_k=top_k))
+            response = service.ask(AskRequest(question=question, top_k=top_k,
+                                              min_confidence=self.min_confidence))
         except GroundQAError as exc:
             raise AskFailed(str(exc)) from exc
         return response.model_dump(mode="json")

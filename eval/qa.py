@@ -492,7 +492,8 @@ def run_qa_eval(
 # --------------------------------------------------------------------------------------------
 
 
-def parse_gate(spec: str, *, maximum: bool) -> tuple[str, float]:
+def parse_gate(spec: str, *, maximum: bool,
+               names: Sequence[str] = METRIC_NAMES) -> tuple[str, float]:
     """Parse "NAME=VALUE" for --fail-under (``maximum=False``) or --fail-over (``maximum=True``).
 
     Quality metrics are minima and latency metrics maxima; the wrong kind raises ValueError.
@@ -501,8 +502,8 @@ def parse_gate(spec: str, *, maximum: bool) -> tuple[str, float]:
     name = name.strip()
     if not sep or not name:
         raise ValueError(f"gate {spec!r} is not NAME=VALUE")
-    if name not in METRIC_NAMES:
-        raise ValueError(f"unknown metric {name!r} (known: {', '.join(METRIC_NAMES)})")
+    if name not in names:
+        raise ValueError(f"unknown metric {name!r} (known: {', '.join(names)})")
     if maximum and name not in LATENCY_METRICS:
         raise ValueError(f"{name} is higher-is-better; gate it with --fail-under")
     if not maximum and name in LATENCY_METRICS:

@@ -1,7 +1,7 @@
 """Retrieval quality on BEIR-shaped data (and the SciFact release layout), through groundqa's index.
 
 The corpus is ingested with the real ``IndexWriter`` and ``SentenceTransformerEmbedder``, then
-every query is run through ``index.search.search`` in each mode. Rankings are per document: a
+every query is run through ``index.retrieve.search`` in each mode. Rankings are per document: a
 document scores its best chunk's score. Fusion settings (convex weights, RRF) are chosen on a
 tuning split when the data has one (SciFact: the train claims) and reported on the test split.
 
@@ -30,7 +30,7 @@ import numpy as np
 from corpus.loader import Document
 from eval.metrics import mrr_at_k, ndcg_at_k, recall_at_k
 from index.embedding import Embedder, load_embedder
-from index.search import DEFAULT_DENSE_WEIGHT, DEFAULT_FUSION, FusionMethod, search
+from index.retrieve import DEFAULT_DENSE_WEIGHT, DEFAULT_FUSION, FusionMethod, search
 from index.store import IndexSnapshot, IndexWriter, IngestResult
 
 MODES = ("dense", "bm25", "hybrid")
@@ -424,7 +424,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines += [
             "",
             f"Best hybrid on {selected['chosen_on']}: **{selected['label']}** "
-            f"(test nDCG@10 {_fmt(selected['test']['ndcg@10'])}); index/search.py defaults: "
+            f"(test nDCG@10 {_fmt(selected['test']['ndcg@10'])}); index/retrieve.py defaults: "
             f"{defaults['fusion']} w={defaults['dense_weight']}.",
         ]
     if report["references_ndcg@10"]:

@@ -72,6 +72,15 @@ def ingest(
         err.print(f"[yellow]warning[/yellow] {warning}", highlight=False, soft_wrap=True)
     if not report.documents:
         _fail("no readable articles in the given paths", 2)
+    unchanged_version = _all_unchanged(settings.data_dir, report.documents)
+    if unchanged_version is not None:
+        # Nothing to embed: answer without loading the model (a re-run takes well under 2 s).
+        _print_ingest_summary(
+            {"added": [], "replaced": [], "unchanged": [d.doc_id for d in report.documents],
+             "skipped": [{"path": p, "reason": r} for p, r in report.skipped],
+             "index_version": unchanged_version, "chunks_embedded": 0, "seconds": {}},
+            json_output)
+        return
     embedder = load_embedder(settings.embedder)
     writer = IndexWriter(settings.data_dir, embedder, index_type=index_type)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -89,13 +98,39 @@ def ingest(
         "index_version": result.version, "chunks_embedded": result.chunks_embedded,
         "seconds": {k: round(v, 3) for k, v in result.timings.items()},
     }
+    _print_ingest_summary(summary, json_output)
+
+
+def _all_unchanged(data_dir: Path, documents: list[Any]) -> str | None:
+    """The current index version when it already holds every document unchanged, else None."""
+    from index.store import DataDir, IndexSnapshot
+
+    try:
+        if DataDir(data_dir).current_version() is None:
+            return None
+        snapshot = IndexSnapshot.open(data_dir)
+    except Exception:  # noqa: BLE001 - any doubt means: take the normal path
+        return None
+    try:
+        stored = {d["doc_id"]: d["content_hash"] for d in snapshot.documents()}
+        if all(stored.get(d.doc_id) == d.content_hash for d in documents):
+            return str(snapshot.version)
+        return None
+    finally:
+        close = getattr(snapshot, "close", None)
+        if close is not None:
+            close()
+
+
+def _print_ingest_summary(summary: dict[str, Any], json_output: bool) -> None:
     if json_output:
         console.print_json(json.dumps(summary))
         return
     console.print(
-        f"added {len(result.added)}, replaced {len(result.replaced)}, unchanged "
-        f"{len(result.unchanged)}, skipped {len(report.skipped)} → index version "
-        f"{result.version} ({result.chunks_embedded} chunks embedded)", highlight=False)
+        f"added {len(summary['added'])}, replaced {len(summary['replaced'])}, unchanged "
+        f"{len(summary['unchanged'])}, skipped {len(summary['skipped'])} → index version "
+        f"{summary['index_version']} ({summary['chunks_embedded']} chunks embedded)",
+        highlight=False)
 
 
 @app.command("search")
@@ -179,7 +214,7 @@ def serve(
     if data_dir is not None:
         os.environ["GROUNDQA_DATA_DIR"] = str(data_dir)
     settings = _settings(data_dir)
-    from service.startup import check_index
+    from service.http.startup import check_index
 
     # Fail fast, in one line, on a missing, partial or foreign index (before uvicorn starts).
     try:

@@ -38,6 +38,17 @@ class Settings(BaseSettings):
     # Answering requests run at once (the rest queue in order); 0 = no limit. A few per
     # core keeps latency fair and the event loop responsive (see eval/load.py).
     max_concurrent_answers: int = 4
+    # The trained span reader and the calibrated answer-or-abstain model (service/answer/models;
+    # README "Reading and abstention"). Unset paths mean the packaged files.
+    reader_model: Path | None = None
+    reader_threads: int | None = Field(default=None, ge=1, description="ONNX Runtime threads "
+                                       "for the reader (default: ONNX Runtime's choice).")
+    decision_model: Path | None = None
+    read_passages: int = Field(default=0, ge=0, le=50, description="Retrieved passages the "
+                               "reader reads; 0 = the number the decision model was fitted with.")
+    min_confidence: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Answer only when the calibrated confidence "
+        "reaches this; unset = the threshold fitted with the decision model.")
     # Optional LLM answer writer (any OpenAI-compatible server); unset means extractive only.
     llm_base_url: str | None = Field(default=None, description="e.g. http://localhost:11434/v1")
     llm_model: str | None = None

@@ -17,37 +17,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-
-from corpus.errors import DocumentNotFound, IndexNotFound, InvalidRequest
+from corpus.errors import DocumentNotFound, IndexNotFound, InvalidRequest, ModelNotFound
 from corpus.errors import EmptyQuestion as EmptyQuestionError
 from corpus.loader import Document, parse_document, published_bounds
 from index.embedding import Embedder, load_embedder
-from index.lexical import tokenize
-from index.search import Passage, search
+from index.retrieve import Passage, search
 from index.store import DataDir, Filters, IndexSnapshot, IndexWriter, IngestResult
-from service.answering import (
-    AbstainReason,
-    Answerer,
-    Decision,
-    attribution_for,
-    merge_decisions,
-)
+from service.answer.decide import AbstainReason, DecisionModel, packaged_model
+from service.answer.question import answer_type_of
+from service.answer.reader import SpanReader
 from service.config import Settings
-from service.generator import (
-    GeneratedAnswer,
-    Generator,
-    build_generator,
-    chunks_for_generation,
-)
-from service.question import QuestionAnalysis, analyse_question, split_compound
+from service.generator import Generator, build_generator
+from service.pipeline import ABSTAIN_MESSAGES, AskPipeline
 from service.schemas import (
-    AnswerSentence,
     AskRequest,
     AskResponse,
-    Citation,
-    Conflict,
-    ConflictValue,
     DocumentChange,
     DocumentIn,
     DocumentList,
@@ -57,41 +41,28 @@ from service.schemas import (
     PassageOut,
     SearchRequest,
     SearchResponse,
-    SentenceCitation,
     SourceSpan,
-    Support,
     Timings,
 )
 from service.support import SupportChecker
 
 logger = logging.getLogger(__name__)
 
-EVIDENCE_PASSAGES = 10  # passages whose sentences compete as evidence (at least top_k)
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
-
-ABSTAIN_MESSAGES = {
-    AbstainReason.NO_RELEVANT_PASSAGES: "The indexed articles do not contain anything relevant "
-    "to this question.",
-    AbstainReason.INSUFFICIENT_SUPPORT: "The indexed articles touch on this topic but do not "
-    "contain an answer to this question.",
-    AbstainReason.MISSING_KEY_TERMS: "The indexed articles do not mention {terms} in connection "
-    "with this question, so they cannot answer it.",
-    AbstainReason.ANSWER_TYPE_NOT_FOUND: "The indexed articles discuss this topic but do not "
-    "give the {kind} asked for.",
-}
-_KIND_WORDS = {"number": "figure", "person": "person", "date": "date", "place": "place",
-               "reason": "reason", "organization": "organization", "other": "answer"}
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\u2028\u2029]")
+# Invisible format characters (zero-width space and joiners, marks, BOM) are dropped, so a
+# question made only of them is empty.
+_INVISIBLE = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 
 
 @dataclass
 class _Live:
     snapshot: IndexSnapshot | None
-    answerer: Answerer | None
+    pipeline: AskPipeline | None
 
 
 def clean_question(text: str, max_chars: int) -> str:
     """Strip control characters and surrogates; refuse empty or over-long questions."""
-    cleaned = _CONTROL.sub(" ", text).strip()
+    cleaned = _CONTROL.sub(" ", _INVISIBLE.sub("", text)).strip()
     cleaned = re.sub(r"\s+", " ", cleaned)
     if not cleaned:
         raise EmptyQuestionError("the question is empty; send a non-blank 'question'")
@@ -130,8 +101,21 @@ class QAService:
 
     def __init__(self, settings: Settings, embedder: Embedder,
                  checker: SupportChecker | None = None,
-                 generator: Generator | None = None) -> None:
+                 generator: Generator | None = None,
+                 reader: SpanReader | None = None,
+                 decision_model: DecisionModel | None = None) -> None:
         self.settings = settings
+        try:
+            self.reader = reader or SpanReader.load(settings.reader_model,
+                                                    threads=settings.reader_threads)
+            self.decision_model = decision_model or (
+                DecisionModel.load(settings.decision_model) if settings.decision_model
+                else packaged_model())
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelNotFound(
+                f"cannot load the answering models ({exc}); reinstall groundqa or point "
+                "GROUNDQA_READER_MODEL / GROUNDQA_DECISION_MODEL at files written by "
+                "`groundqa train reader` / `groundqa train decide`") from exc
         # Optional LLM answer writer (GROUNDQA_LLM_*); the extractive composer is the fallback.
         self.generator = generator if generator is not None else build_generator(settings)
         self.embedder = embedder
@@ -180,13 +164,16 @@ class QAService:
                 self._loaded_version = None
                 return
             snapshot = IndexSnapshot.open(self.settings.data_dir, self.embedder, version)
-            self._live = _Live(snapshot, Answerer(snapshot))
+            self._live = _Live(snapshot, AskPipeline(
+                snapshot, self.embedder, self.reader, self.decision_model, self.checker,
+                self.generator, read_passages=self.settings.read_passages
+                or int(self.decision_model.meta.get("read_passages", 5))))
             self._loaded_version = version
             logger.info("serving index version %s (%d documents, %d chunks)", version,
                         snapshot.document_count, snapshot.chunk_count)
 
     def live(self) -> _Live:
-        """The snapshot and answerer one request must use throughout (never mixed)."""
+        """The snapshot and pipeline one request must use throughout (never mixed)."""
         self.refresh()
         return self._live
 
@@ -198,7 +185,8 @@ class QAService:
     # -- questions ----------------------------------------------------------------------------
     def ask(self, request: AskRequest, *,
             on_passages: Callable[[list[PassageOut]], None] | None = None) -> AskResponse:
-        """Answer a question with cited evidence, or abstain with the nearest passages.
+        """Answer a question with a short answer and cited quotes, or abstain with the nearest
+        passages and the reason.
 
         ``on_passages`` is called with the retrieved passages as soon as they are known (the
         streaming routes send them before the answer is written).
@@ -208,169 +196,53 @@ class QAService:
         self._check_top_k(request.top_k)
         filters = to_filters(request.filters)
         live = self.live()
-        analysis = analyse_question(question)
         response_id = f"ask-{uuid.uuid4().hex[:16]}"
-
-        t0 = time.perf_counter()
-        passages: list[Passage] = []
-        evidence_passages: list[Passage] = []
-        query_vector = None
-        if live.snapshot is not None and live.snapshot.chunk_count:
-            query_vector = self.embedder.embed([question])[0]
-            # Evidence is drawn from a few more passages than the caller asked to see.
-            evidence_passages = search(live.snapshot, self.embedder, question,
-                                       max(request.top_k, EVIDENCE_PASSAGES), filters,
-                                       query_vector=query_vector)
-            passages = evidence_passages[:request.top_k]
-        t_retrieve = time.perf_counter() - t0
-        if on_passages is not None:
-            on_passages([self._passage_out(p) for p in passages])
-
-        t0 = time.perf_counter()
-        if live.answerer is None or query_vector is None:
-            decision = Decision(False, AbstainReason.NO_RELEVANT_PASSAGES)
-        else:
-            decision = self._decide(question, analysis, query_vector, evidence_passages,
-                                    filters, live.answerer)
-        t_select = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        answer, sentences, citations, conflicts = self._compose(decision, analysis, live)
-        generated: GeneratedAnswer | None = None
-        if decision.answerable and self.generator is not None and live.answerer is not None:
-            assert live.snapshot is not None
-            chunks = chunks_for_generation(passages, decision, live.snapshot)
-            # Verified inside (markers resolved, support checked); None keeps the extractive.
-            generated = self.generator.generate(question, chunks, live.snapshot,
-                                                live.answerer.sentences, self.checker)
-        t_compose = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        if generated is None:
-            sentences = self._verify(answer, sentences, citations, live)
-        else:
-            # Conflicts name extractive citation numbers; the LLM answer has its own.
-            answer, sentences, citations, conflicts = (generated.answer, generated.sentences,
-                                                       generated.citations, [])
-        t_verify = time.perf_counter() - t0
-
-        total = time.perf_counter() - started
+        min_confidence = request.min_confidence if request.min_confidence is not None \
+            else self.settings.min_confidence
+        if live.pipeline is None:
+            return self._empty_answer(response_id, question, on_passages, started)
+        outcome = live.pipeline.ask(
+            question, request.top_k, filters, min_confidence,
+            on_passages=None if on_passages is None
+            else lambda found: on_passages([self._passage_out(p) for p in found]))
+        composed, decision = outcome.composed, outcome.decision
+        timings = {k: _ms(v) for k, v in outcome.timings.items()}
         return AskResponse(
             id=response_id,
             question=question,
             answerable=decision.answerable,
             abstain_reason=decision.reason.value if decision.reason else None,
-            answer=answer,
-            answer_type=analysis.answer_type.value,
-            sentences=sentences,
-            citations=citations,
-            conflicts=conflicts,
-            passages=[self._passage_out(p) for p in passages],
-            timings_ms=Timings(retrieve=_ms(t_retrieve), select=_ms(t_select),
-                               compose=_ms(t_compose), verify=_ms(t_verify), total=_ms(total)),
+            answer=composed.answer,
+            short_answer=composed.short_answer,
+            confidence=round(decision.confidence, 4),
+            answer_type=outcome.answer_type,
+            sentences=composed.sentences,
+            citations=composed.citations,
+            conflicts=composed.conflicts,
+            passages=[self._passage_out(p) for p in outcome.passages],
+            timings_ms=Timings(**timings, total=_ms(time.perf_counter() - started)),
             index_version=live.snapshot.version if live.snapshot else None,
-            generator=generated.generator if generated is not None else "extractive",
+            generator=outcome.generator,
         )
 
-    def _decide(self, question: str, analysis: QuestionAnalysis, query_vector: np.ndarray,
-                passages: list[Passage], filters: Filters, answerer: Answerer) -> Decision:
-        """Select evidence; a question that asks two things is answered part by part."""
-        parts = split_compound(question)
-        if len(parts) == 1:
-            return answerer.decide(analysis, query_vector, passages, filters)
-        decisions = []
-        for part in parts:
-            vector = self.embedder.embed([part])[0]
-            part_passages = search(answerer.snapshot, self.embedder, part, EVIDENCE_PASSAGES,
-                                   filters, query_vector=vector)
-            decisions.append(answerer.decide(analyse_question(part), vector, part_passages,
-                                             filters))
-        return merge_decisions(answerer, decisions)
+    def _empty_answer(self, response_id: str, question: str,
+                      on_passages: Callable[[list[PassageOut]], None] | None,
+                      started: float) -> AskResponse:
+        """The abstention when no index version is loaded."""
+        if on_passages is not None:
+            on_passages([])
+        reason = AbstainReason.NO_RELEVANT_PASSAGES
+        return AskResponse(
+            id=response_id, question=question, answerable=False, abstain_reason=reason.value,
+            answer=ABSTAIN_MESSAGES[reason], short_answer=None, confidence=0.0,
+            answer_type=answer_type_of(question), sentences=[], citations=[], conflicts=[],
+            passages=[], timings_ms=Timings(retrieve=0.0, select=0.0, compose=0.0, verify=0.0,
+                                            total=_ms(time.perf_counter() - started)),
+            index_version=None, generator="extractive")
 
     def _check_top_k(self, top_k: int) -> None:
         if not 1 <= top_k <= self.settings.max_top_k:
             raise InvalidRequest(f"top_k must be between 1 and {self.settings.max_top_k}")
-
-    def _compose(self, decision: Decision, analysis, live: _Live):  # type: ignore[no-untyped-def]
-        if not decision.answerable:
-            reason = decision.reason or AbstainReason.INSUFFICIENT_SUPPORT
-            message = ABSTAIN_MESSAGES[reason]
-            if reason == AbstainReason.MISSING_KEY_TERMS:
-                missing = self._missing_names(analysis.text, decision, live)
-                message = message.format(terms=missing or "the names in the question")
-            else:
-                message = message.format(kind=_KIND_WORDS[analysis.answer_type.value])
-            return message, [], [], []
-        assert live.snapshot is not None
-        parts: list[str] = []
-        sentences: list[AnswerSentence] = []
-        citations: list[Citation] = []
-        citation_of_row: dict[int, int] = {}
-        position = 0
-        for number, selected in enumerate(decision.selected, start=1):
-            evidence = selected.evidence
-            record = evidence.sentence
-            chunk = live.snapshot.chunk(record.chunk_row)
-            meta = live.snapshot.document_meta(record.doc_id)
-            citations.append(Citation(
-                id=number, doc_id=record.doc_id, title=meta["title"], outlet=meta["outlet"],
-                published=meta["published"], published_inferred="published" in meta["inferred"],
-                chunk_id=chunk.chunk_id, quote=evidence.text,
-                source_span=SourceSpan(start=record.start, end=record.end),
-            ))
-            citation_of_row[record.row] = number
-            body = evidence.text if selected.attribution is None \
-                else f"{selected.attribution} {evidence.text}"
-            text = f"{body} [{number}]"
-            if parts:
-                position += 1
-            sentences.append(AnswerSentence(start=position, end=position + len(text),
-                                            citations=[]))
-            parts.append(text)
-            position += len(text)
-        conflicts = [
-            Conflict(about=group.about, values=[
-                ConflictValue(value=written, citation=citation_of_row[e.sentence.row])
-                for written, e in group.members if e.sentence.row in citation_of_row
-            ])
-            for group in decision.conflicts
-        ]
-        return " ".join(parts), sentences, citations, conflicts
-
-    def _missing_names(self, question: str, decision: Decision, live: _Live) -> str:
-        """The question's names that the best-matching article does not contain."""
-        words = re.findall(r"[\w'-]+", question)
-        named = [w for i, w in enumerate(words) if i > 0 and w[:1].isupper()]
-        if decision.best is None or live.answerer is None:
-            return ", ".join(f"“{w}”" for w in dict.fromkeys(named))
-        tokens = live.answerer.sentences.doc_tokens(decision.best.sentence.doc_id)
-        missing = [w for w in named
-                   if not all(t in tokens for t in tokenize([w])[0])
-                   and not (w.isupper() and re.search(rf"\b{re.escape(w)}",
-                                                      live.answerer.sentences.doc_text[
-                                                          decision.best.sentence.doc_id]))]
-        return ", ".join(f"“{w}”" for w in dict.fromkeys(missing))
-
-    def _verify(self, answer: str, sentences: list[AnswerSentence], citations: list[Citation],
-                live: _Live) -> list[AnswerSentence]:
-        """Label each sentence's citation with the support checker."""
-        if not sentences:
-            return sentences
-        pairs = []
-        for sentence, citation in zip(sentences, citations, strict=True):
-            claim = re.sub(r"\s*\[\d+\]$", "", answer[sentence.start:sentence.end])
-            # The attribution lead-in is metadata the composer added, not a claim to check.
-            claim = claim.removeprefix(attribution_prefix(claim, citation))
-            pairs.append((claim.strip(), [citation.quote]))
-        results = self.checker.check_many(pairs)
-        out = []
-        for sentence, citation, result in zip(sentences, citations, results, strict=True):
-            out.append(AnswerSentence(
-                start=sentence.start, end=sentence.end,
-                citations=[SentenceCitation(id=citation.id, support=Support(
-                    label=result.label.value, score=round(float(result.score), 4)))],
-            ))
-        return out
 
     def _passage_out(self, passage: Passage) -> PassageOut:
         chunk = passage.chunk
@@ -458,12 +330,6 @@ class QAService:
         result: IngestResult = self._writer().apply(delete=[doc_id], wait_seconds=30.0)
         self.refresh(force=True)
         return DocumentChange(doc_id=doc_id, status="deleted", index_version=result.version)
-
-
-def attribution_prefix(claim: str, citation: Citation) -> str:
-    """The composer's "<source> (<date>) reports:" lead-in at the start of ``claim``, if any."""
-    lead = attribution_for(citation.outlet, citation.title, citation.published)
-    return lead if claim.startswith(lead) else ""
 
 
 def _ms(seconds: float) -> float:

@@ -25,8 +25,8 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
-from index.store import ChunkRecord, IndexSnapshot
-from service.answering import Decision, SentenceTable, format_published
+from index.store import ChunkRecord, IndexSnapshot, SentenceRecord
+from service.answer.compose import format_published
 from service.config import Settings
 from service.schemas import AnswerSentence, Citation, SentenceCitation, SourceSpan, Support
 from service.support import SupportChecker, SupportLabel, SupportResult
@@ -114,7 +114,7 @@ class Generator(Protocol):
     name: str
 
     def generate(self, question: str, chunks: Sequence[ChunkRecord], snapshot: IndexSnapshot,
-                 table: SentenceTable, checker: SupportChecker) -> GeneratedAnswer | None:
+                 checker: SupportChecker) -> GeneratedAnswer | None:
         """A verified answer, or ``None`` when nothing usable came back."""
         ...
 
@@ -132,19 +132,6 @@ def build_generator(settings: Settings) -> LLMGenerator | None:
                              timeout=settings.llm_timeout_seconds,
                              max_tokens=settings.llm_max_tokens)
     return LLMGenerator(client, unsupported=settings.llm_unsupported)
-
-
-def chunks_for_generation(passages: Sequence[Any], decision: Decision,
-                          snapshot: IndexSnapshot) -> list[ChunkRecord]:
-    """Retrieved chunks first, then the chunks holding the selected evidence (no repeats)."""
-    chunks: dict[int, ChunkRecord] = {}
-    for passage in passages:
-        chunks.setdefault(passage.chunk.row_id, passage.chunk)
-    for selected in decision.selected:
-        row = selected.evidence.sentence.chunk_row
-        if row not in chunks:
-            chunks[row] = snapshot.chunk(row)
-    return list(chunks.values())[:MAX_PASSAGES]
 
 
 def fence_passages(chunks: Sequence[ChunkRecord]) -> str:
@@ -193,7 +180,7 @@ class LLMGenerator:
         ]
 
     def generate(self, question: str, chunks: Sequence[ChunkRecord], snapshot: IndexSnapshot,
-                 table: SentenceTable, checker: SupportChecker) -> GeneratedAnswer | None:
+                 checker: SupportChecker) -> GeneratedAnswer | None:
         """Ask the upstream model, verify its sentences, or ``None`` to fall back."""
         if not chunks:
             return None
@@ -202,15 +189,16 @@ class LLMGenerator:
         except UpstreamError as exc:
             logger.warning("LLM generator falls back to extractive: %s", exc)
             return None
-        result = self.verify(raw, chunks, snapshot, table, checker)
+        result = self.verify(raw, chunks, snapshot, checker)
         if result is None:
             logger.warning("LLM generator falls back to extractive: no supported sentence")
         return result
 
     def verify(self, raw: str, chunks: Sequence[ChunkRecord], snapshot: IndexSnapshot,
-               table: SentenceTable, checker: SupportChecker) -> GeneratedAnswer | None:
+               checker: SupportChecker) -> GeneratedAnswer | None:
         """Resolve markers to passage sentences, check support, drop or flag the rest."""
         sentences = split_sentences(raw)
+        table = _SentenceTexts(snapshot)
         dropped: list[tuple[str, str]] = []
         # For each (sentence, valid marker): the passage sentence that best supports the claim.
         candidate_pairs: list[tuple[str, list[str]]] = []
@@ -219,7 +207,7 @@ class LLMGenerator:
             for number in numbers:
                 if not 1 <= number <= len(chunks):
                     continue
-                for record in snapshot.chunk_sentences(chunks[number - 1].row_id):
+                for record in table.records(chunks[number - 1].row_id):
                     candidate_pairs.append((claim, [table.text[record.row]]))
                     candidate_keys.append((i, number, record.row))
         results = checker.check_many(candidate_pairs) if candidate_pairs else []
@@ -312,8 +300,28 @@ class LLMGenerator:
         return text
 
 
+class _SentenceTexts:
+    """Sentence records and texts of the chunks an answer cites, read on demand."""
+
+    def __init__(self, snapshot: IndexSnapshot) -> None:
+        self.snapshot = snapshot
+        self.by_row: dict[int, SentenceRecord] = {}
+        self.text: dict[int, str] = {}
+        self._documents: dict[str, str] = {}
+
+    def records(self, chunk_row: int) -> list[SentenceRecord]:
+        """The sentences stored with a chunk, remembered with their texts."""
+        records = self.snapshot.chunk_sentences(chunk_row)
+        for record in records:
+            if record.doc_id not in self._documents:
+                self._documents[record.doc_id] = self.snapshot.document(record.doc_id)["text"]
+            self.by_row[record.row] = record
+            self.text[record.row] = self._documents[record.doc_id][record.start:record.end]
+        return records
+
+
 def _citation(number: int, chunk: ChunkRecord, row: int, snapshot: IndexSnapshot,
-              table: SentenceTable) -> Citation:
+              table: _SentenceTexts) -> Citation:
     record = table.by_row[row]
     meta = snapshot.document_meta(record.doc_id)
     return Citation(

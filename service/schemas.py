@@ -34,6 +34,10 @@ class AskRequest(BaseModel):
     top_k: int = Field(default=5, ge=1, le=50, strict=True,
                        description="Passages to retrieve and return.")
     filters: FiltersIn | None = None
+    min_confidence: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Answer only when the calibrated confidence "
+        "reaches this (default: the server's calibrated threshold); 0 never abstains when "
+        "anything was retrieved.")
     stream: bool = Field(default=False, strict=True,
                          description="Stream Server-Sent Events (see /v1/ask/stream).")
 
@@ -95,6 +99,17 @@ class Citation(BaseModel):
     source_span: SourceSpan
 
 
+class ShortAnswer(BaseModel):
+    """The direct answer: ``text == document.text[source_span.start:source_span.end]``.
+
+    It lies inside the quote of citation ``citation``.
+    """
+
+    text: str
+    citation: int = Field(description="The id of the citation whose quote holds the answer.")
+    source_span: SourceSpan
+
+
 class ConflictValue(BaseModel):
     """One of several differing figures, and the citation that gives it."""
 
@@ -150,7 +165,14 @@ class AskResponse(BaseModel):
         Literal["no_relevant_passages", "insufficient_support", "missing_key_terms",
                 "answer_type_not_found", "empty_index"] | None
     )
-    answer: str
+    answer: str = Field(description="The short answer first, then the quoted sentences that "
+                        "carry it, each with its source and [n] markers; on abstention, why.")
+    short_answer: ShortAnswer | None = Field(
+        default=None, description="The exact answer span, or null when abstaining.")
+    confidence: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="Calibrated probability that the short answer is right (also given when "
+        "abstaining: how close it came). Answers need at least the server's min_confidence.")
     answer_type: str = Field(description="What the question asks for: number, person, date, "
                              "place, reason, organization or other.")
     sentences: list[AnswerSentence]

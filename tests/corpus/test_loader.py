@@ -339,6 +339,34 @@ def test_html_without_article_text_is_skipped(tmp_path: Path) -> None:
     assert "no article text" in report.skipped[0][1]
 
 
+@pytest.mark.parametrize("failure", [
+    ImportError("lxml.html.clean module is now a separate project lxml_html_clean"),
+    ValueError("Unicode strings with encoding declaration are not supported"),
+    RecursionError("maximum recursion depth exceeded"),
+])
+def test_an_extractor_failure_is_a_load_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              caplog: pytest.LogCaptureFixture,
+                                              failure: Exception) -> None:
+    """Issue 16: the extractor raising on a user's HTML skips that file with a reason."""
+    import trafilatura
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise failure
+
+    monkeypatch.setattr(trafilatura, "extract", broken)
+    path = tmp_path / "page.html"
+    path.write_text(_HTML, encoding="utf-8")
+    with pytest.raises(DocumentLoadError) as raised:
+        load_file(path)
+    kind = type(failure).__name__
+    assert raised.value.message == f"{path}: the HTML could not be parsed ({kind})"
+    assert raised.value.__cause__ is failure
+    (record,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert str(failure) in record.getMessage() and "\n" not in record.getMessage()
+    report = load_paths([path])
+    assert report.documents == [] and "could not be parsed" in report.skipped[0][1]
+
+
 def test_clean_text_joins_wrapped_lines_and_keeps_paragraphs() -> None:
     raw = ("A headline without a full stop\n"
            "This sentence was wrapped by an old mail client somewhere in\n"

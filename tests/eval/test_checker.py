@@ -1,4 +1,4 @@
-"""Tests for eval/checker.py: data loading, metrics, fitting and a small WiCE smoke run."""
+"""Tests for eval/checker*.py: data loading, metrics, fitting and a small WiCE smoke run."""
 
 from __future__ import annotations
 
@@ -10,15 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eval.checker import (
-    best_ba_threshold,
-    binary_metrics,
-    fit_logistic,
-    load_climate_fever,
-    load_wice,
-    resolve_wice,
-    write_reports,
-)
+from eval.checker_alignment import TokenVectors
+from eval.checker_data import TokenVectorCache, load_climate_fever, load_wice, resolve_wice
+from eval.checker_fit import best_ba_threshold, binary_metrics, cross_validate, fit_logistic
+from eval.checker_report import write_reports
 from service.support import SupportChecker
 
 # Public data sets live outside the repository (../shared/datasets); override with an env var.
@@ -105,8 +100,6 @@ def test_load_climate_fever_pairs() -> None:
 
 
 def test_cross_validate_separable_rows() -> None:
-    from eval.checker import cross_validate
-
     rng = np.random.default_rng(1)
     gold = rng.random(100) < 0.4
     rows = [
@@ -120,9 +113,6 @@ def test_cross_validate_separable_rows() -> None:
 
 
 def test_token_vector_cache_round_trip(tmp_path: Path) -> None:
-    from eval.checker import TokenVectorCache
-    from service.support import TokenVectors
-
     class Encoder:
         name = "test/encoder:tokens"
         calls = 0

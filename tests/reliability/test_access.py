@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.app import _OPEN_PATHS
-from service.web import OPEN_PREFIXES
+from service.http.deps import OPEN_PATHS as _OPEN_PATHS
+from service.http.web import OPEN_PREFIXES
 from tests.reliability.conftest import ALLOWED_ORIGIN, API_KEY, Server
 
 pytestmark = [pytest.mark.reliability, pytest.mark.e2e, pytest.mark.model]

@@ -1,81 +1,21 @@
-"""Servers on loopback for the chat tests: groundqa under uvicorn, and a scripted LLM."""
+"""A scripted OpenAI-compatible LLM server on loopback, for the generator tests.
+
+The groundqa server the end-to-end tests start lives in ``tests/e2e/conftest.py``.
+"""
 
 from __future__ import annotations
 
 import html
 import json
-import os
 import re
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-
-CHAT_API_KEY = "chat-key-456"
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_groundqa(data_dir: Path, env: dict[str, str], api_key: str | None) -> tuple[
-        subprocess.Popen[bytes], str]:
-    """Start ``uvicorn service.asgi:app`` on a free loopback port and wait until ready."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "service.asgi:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"],
-        env={**os.environ, "GROUNDQA_DATA_DIR": str(data_dir), **env},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(process.stdout.read().decode() if process.stdout else "died")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2, headers=headers).status_code == 200:
-                return process, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    process.kill()
-    raise RuntimeError("server did not become ready")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then kill if it lingers."""
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
-@pytest.fixture(scope="session")
-def chat_server(seed_index_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """groundqa (extractive) under uvicorn with an API key, on a copy of the seed index."""
-    data_dir = tmp_path_factory.mktemp("chat-e2e") / "data"
-    shutil.copytree(seed_index_dir, data_dir)
-    process, base = start_groundqa(data_dir, {"GROUNDQA_API_KEYS": CHAT_API_KEY}, CHAT_API_KEY)
-    yield base
-    stop(process)
-
 
 # ---------------------------------------------------------------------------------------------
 # A scripted OpenAI-compatible server

@@ -194,8 +194,8 @@ def test_instructions_inside_a_passage_stay_fenced_and_are_not_obeyed(
 
 
 def test_llm_rewrites_follow_ups_and_falls_back(service: QAService, llm: ScriptedLLM) -> None:
-    from service.chat import standalone_question
-    from service.chat_schemas import ChatMessage
+    from service.http.chat import standalone_question
+    from service.http.chat_schemas import ChatMessage
 
     messages = [ChatMessage(role="user", content="How many IS militants are in Afghanistan?"),
                 ChatMessage(role="assistant", content="About 6,500 [1]."),

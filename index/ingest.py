@@ -1,0 +1,149 @@
+"""Ingest: documents → chunks → vectors → a store, as one atomic change.
+
+``IndexWriter.apply`` decides what a batch of additions and deletions changes (a document whose
+content hash is unchanged is skipped), chunks and embeds everything new before touching the
+store, and hands the result to the store's transaction as one ``ChangeSet``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from corpus.errors import DocumentNotFound
+from corpus.loader import Document
+from index.chunking import Chunk, ChunkingConfig, chunk_document
+from index.embedding import Embedder
+from index.store.contract import ChangeSet, Snapshot, Store, Transaction
+from index.store.embedded import EmbeddedStore
+
+EMBED_BATCH = 64
+
+
+@dataclass
+class IngestResult:
+    """What an ingest changed."""
+
+    added: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    version: str | None = None
+    chunks_embedded: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class IndexWriter:
+    """Applies document additions, replacements and deletions as a new index version."""
+
+    def __init__(self, data_dir: Path | str | Store, embedder: Embedder,
+                 chunking: ChunkingConfig | None = None, index_type: str = "auto") -> None:
+        """Write into ``data_dir`` (an embedded store there) or into any ``Store``.
+
+        ``index_type`` (flat, hnsw or auto) applies to the embedded store only.
+        """
+        self.store: Store = (EmbeddedStore(Path(data_dir), index_type)
+                             if isinstance(data_dir, str | os.PathLike) else data_dir)
+        self.embedder = embedder
+        self.chunking = chunking or ChunkingConfig()
+        self.index_type = index_type
+
+    def apply(
+        self,
+        add: Sequence[Document] = (),
+        delete: Sequence[str] = (),
+        progress: Callable[[int, int], None] | None = None,
+        wait_seconds: float = 0.0,
+        fail_after_embedding: Callable[[], None] | None = None,
+    ) -> IngestResult:
+        """Write a new version with ``add`` upserted and ``delete`` removed, then publish it.
+
+        Unchanged documents (same content hash) are skipped; if nothing changes no version is
+        written. ``fail_after_embedding`` is a test seam to simulate a crash mid-write.
+        """
+        with self.store.transaction(self.embedder, wait_seconds) as transaction:
+            return self._apply(transaction, add, delete, progress, fail_after_embedding)
+
+    def _apply(self, transaction: Transaction, add: Sequence[Document], delete: Sequence[str],
+               progress: Callable[[int, int], None] | None,
+               fail_after_embedding: Callable[[], None] | None) -> IngestResult:
+        started = time.perf_counter()
+        result = IngestResult()
+        old = transaction.base
+        to_delete, to_add = _plan(old, add, delete, result)
+        if not to_add and not to_delete:
+            result.version = old.version if old is not None else None
+            return result
+
+        # Chunk and embed everything new before touching the store.
+        t0 = time.perf_counter()
+        new_chunks: list[tuple[Document, Sequence[Chunk]]] = [
+            (doc, chunk_document(doc.doc_id, doc.text, self.chunking,
+                                 self.embedder.count_word_pieces))
+            for doc in to_add
+        ]
+        result.timings["chunk"] = time.perf_counter() - t0
+        flat = [c for _, chunks in new_chunks for c in chunks]
+        t0 = time.perf_counter()
+        chunk_vectors, sentence_vectors = self._embed(flat, progress)
+        result.timings["embed"] = time.perf_counter() - t0
+        result.chunks_embedded = len(flat)
+        if fail_after_embedding is not None:
+            fail_after_embedding()
+
+        t0 = time.perf_counter()
+        change = ChangeSet(delete=frozenset(to_delete), add=new_chunks,
+                           chunk_vectors=chunk_vectors, sentence_vectors=sentence_vectors,
+                           chunking=self.chunking)
+        result.version = transaction.commit(change, result.timings)
+        result.timings["write"] = time.perf_counter() - t0
+        result.timings["total"] = time.perf_counter() - started
+        return result
+
+    def _embed(self, chunks: Sequence[Chunk],
+               progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, list[np.ndarray]]:
+        dim = self.embedder.dimension
+        chunk_vectors = np.zeros((len(chunks), dim), np.float32)
+        sentence_vectors: list[np.ndarray] = []
+        for begin in range(0, len(chunks), EMBED_BATCH):
+            batch = chunks[begin : begin + EMBED_BATCH]
+            spans = [[(s.start - c.start, s.end - c.start) for s in c.sentences] for c in batch]
+            outputs = self.embedder.embed_with_spans([c.text for c in batch], spans)
+            for offset, out in enumerate(outputs):
+                chunk_vectors[begin + offset] = out.text
+                sentence_vectors.append(out.spans)
+            if progress is not None:
+                progress(min(begin + EMBED_BATCH, len(chunks)), len(chunks))
+        return chunk_vectors, sentence_vectors
+
+
+def _plan(old: Snapshot | None, add: Sequence[Document], delete: Sequence[str],
+          result: IngestResult) -> tuple[set[str], list[Document]]:
+    """Documents to remove and to (re)write; fills ``result``'s added/replaced/... lists."""
+    missing = [d for d in delete if old is None or not old.has_document(d)]
+    if missing:
+        raise DocumentNotFound(f"no document with id {missing[0]!r}")
+    to_delete = set(delete)
+    to_add: list[Document] = []
+    seen: set[str] = set()
+    for doc in add:
+        if doc.doc_id in seen:
+            continue
+        seen.add(doc.doc_id)
+        if old is not None and old.has_document(doc.doc_id):
+            same = old.document_meta(doc.doc_id)["content_hash"] == doc.content_hash
+            if same and doc.doc_id not in to_delete:
+                result.unchanged.append(doc.doc_id)
+                continue
+            result.replaced.append(doc.doc_id)
+            to_delete.add(doc.doc_id)
+        else:
+            result.added.append(doc.doc_id)
+        to_add.append(doc)
+    result.deleted = [d for d in delete if d not in seen]
+    return to_delete, to_add

@@ -1,0 +1,1 @@
+"""Answering from retrieved passages: question analysis, span reading, deciding, composing."""

@@ -1,0 +1,111 @@
+"""The SQuAD-format evaluation: corpus building, dropping a third, scoring, the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eval.squad_qa import (
+    SquadReport,
+    aggregate,
+    build_set,
+    dropped,
+    load_contexts,
+    reliability,
+    run,
+    write_corpus,
+)
+
+
+def squad_file(tmp_path: Path, paragraphs: int = 9) -> Path:
+    data = {"version": "v2.0", "data": [{"title": "Rivers", "paragraphs": [
+        {"context": f"The river number {i} flows for {100 + i} kilometres to the sea.",
+         "qas": [{"id": f"q{i}", "question": f"How long is river number {i}?",
+                  "answers": [{"text": f"{100 + i} kilometres", "answer_start": 30}],
+                  "is_impossible": False},
+                 {"id": f"x{i}", "question": f"Who named river {i}?", "answers": [],
+                  "is_impossible": True}]}
+        for i in range(paragraphs)]}]}
+    path = tmp_path / "sample.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+class EchoClient:
+    """Answers with the gold span when the question's context is in the corpus."""
+
+    def __init__(self, corpus: dict[str, str]) -> None:
+        self.corpus = corpus
+
+    def ask(self, question: str, top_k: int) -> dict[str, Any]:
+        number = question.rstrip("?").split()[-1]
+        doc = next((d for d, t in self.corpus.items() if f"number {number} " in t), None)
+        if doc is None or not question.startswith("How long"):
+            return {"answerable": False, "answer": "no", "confidence": 0.1, "citations": [],
+                    "abstain_reason": "insufficient_support"}
+        text = self.corpus[doc]
+        start = text.index("flows for ") + len("flows for ")
+        short = text[start:text.index(" to the sea")]
+        return {"answerable": True, "answer": f"{short} [1]\n{text} [1]", "confidence": 0.9,
+                "short_answer": {"text": short, "citation": 1,
+                                 "source_span": {"start": start, "end": start + len(short)}},
+                "citations": [{"id": 1, "doc_id": doc, "quote": text,
+                               "source_span": {"start": 0, "end": len(text)}}]}
+
+    def document_text(self, doc_id: str) -> str:
+        return self.corpus[doc_id]
+
+
+def test_drop_third_makes_questions_unanswerable(tmp_path: Path) -> None:
+    contexts = load_contexts(squad_file(tmp_path))
+    full = build_set(contexts, drop_third=False)
+    cut = build_set(contexts, drop_third=True)
+    assert len(full.corpus) == 9 and len(full.questions) == 18
+    assert cut.dropped == sum(dropped(c) for c in contexts) and 0 < cut.dropped < 9
+    assert len(cut.corpus) == 9 - cut.dropped
+    kinds = {q.kind for q in cut.questions}
+    assert kinds == {"answerable", "impossible", "dropped"}
+    assert all(not q.answerable for q in cut.questions if q.kind != "answerable")
+
+
+def test_scores_short_answers_abstention_and_citations(tmp_path: Path) -> None:
+    squad_set = build_set(load_contexts(squad_file(tmp_path)), drop_third=True)
+    client = EchoClient({c.doc_id: c.text for c in squad_set.corpus})
+    results = run(squad_set, client)
+    metrics = aggregate(results)
+    assert metrics["short_answer_em"] == pytest.approx(1.0)
+    assert metrics["short_answer_f1"] == pytest.approx(1.0)
+    assert metrics["abstention_balanced_accuracy"] == pytest.approx(1.0)
+    assert metrics["citation_validity"] == pytest.approx(1.0)
+    table = reliability(results)
+    assert sum(row["count"] for row in table) == len(results)
+    report = SquadReport("sample", {"min_confidence": 0.5}, metrics, table, results)
+    markdown = report.write(tmp_path / "report")
+    assert (tmp_path / "report" / "reliability.png").stat().st_size > 1000
+    assert "short_answer_f1" in markdown.read_text()
+
+
+def test_a_wrong_citation_is_caught(tmp_path: Path) -> None:
+    squad_set = build_set(load_contexts(squad_file(tmp_path, 3)), drop_third=False)
+    corpus = {c.doc_id: c.text for c in squad_set.corpus}
+    client = EchoClient(corpus)
+    bad = dict(corpus)
+    first = next(iter(bad))
+    bad[first] = "X" + bad[first]  # the served text no longer matches the quote offsets
+    client.document_text = lambda doc_id: bad[doc_id]  # type: ignore[method-assign]
+    results = run(squad_set, client)
+    assert aggregate(results)["citation_validity"] < 1.0
+
+
+def test_written_corpus_is_what_ingest_reads(tmp_path: Path) -> None:
+    from corpus.loader import load_paths
+
+    squad_set = build_set(load_contexts(squad_file(tmp_path, 4)), drop_third=False)
+    write_corpus(squad_set, tmp_path / "corpus", outlet="Wikipedia")
+    report = load_paths([tmp_path / "corpus"])
+    assert not report.skipped
+    assert {d.doc_id for d in report.documents} == {c.doc_id for c in squad_set.corpus}
+    assert all(d.outlet == "Wikipedia" and d.title == "Rivers" for d in report.documents)
