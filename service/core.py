@@ -204,7 +204,8 @@ class QAService:
         outcome = live.pipeline.ask(
             question, request.top_k, filters, min_confidence,
             on_passages=None if on_passages is None
-            else lambda found: on_passages([self._passage_out(p) for p in found]))
+            else lambda found: on_passages([self._passage_out(p) for p in found]),
+            generator=self.generator)
         composed, decision = outcome.composed, outcome.decision
         timings = {k: _ms(v) for k, v in outcome.timings.items()}
         return AskResponse(

@@ -60,14 +60,21 @@ class AskPipeline:
 
     def ask(self, question: str, top_k: int, filters: Filters,
             min_confidence: float | None = None,
-            on_passages: Callable[[list[Passage]], None] | None = None) -> Outcome:
-        """Answer ``question`` (already cleaned) or abstain, with the passages retrieved."""
+            on_passages: Callable[[list[Passage]], None] | None = None,
+            generator: Generator | None = None) -> Outcome:
+        """Answer ``question`` (already cleaned) or abstain, with the passages retrieved.
+
+        ``generator`` overrides the pipeline's LLM writer for this question.
+        """
+        generator = generator if generator is not None else self.generator
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         passages: list[Passage] = []
         if self.snapshot.chunk_count:
-            passages = search(self.snapshot, self.embedder, question,
-                              max(top_k, self.read_passages), filters)
+            # The LLM writer, when there is one, sees more passages than the reader reads.
+            wanted = max(top_k, self.read_passages,
+                         MAX_PASSAGES if generator is not None else 0)
+            passages = search(self.snapshot, self.embedder, question, wanted, filters)
         timings["retrieve"] = time.perf_counter() - t0
         if on_passages is not None:
             on_passages(passages[:top_k])
@@ -85,9 +92,9 @@ class AskPipeline:
         t0 = time.perf_counter()
         composed = compose(decision, self.snapshot, texts, _abstain_message(decision))
         generated: GeneratedAnswer | None = None
-        if decision.answerable and self.generator is not None:
+        if decision.answerable and generator is not None:
             chunks = [p.chunk for p in passages][:MAX_PASSAGES]
-            generated = self.generator.generate(question, chunks, self.snapshot, self.checker)
+            generated = generator.generate(question, chunks, self.snapshot, self.checker)
         timings["compose"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()

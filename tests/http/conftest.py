@@ -8,7 +8,6 @@ service; tests that add or delete documents get their own copy of the index.
 from __future__ import annotations
 
 import html
-
 import json
 import re
 import shutil

@@ -190,20 +190,28 @@ def test_instructions_inside_an_article_do_not_change_the_answer_format(
             "text": article, "doc_id": "vakhsh-injection", "title": "Water talks on the Vakhsh",
             "outlet": "Injection Times", "published": "2024-06-12"})
         body = client.post("/v1/ask", json={
-            "question": "How much water will be released from the Vakhsh river cascade?"}).json()
+            "question": "How much water will be released from the Vakhsh river cascade?",
+            "min_confidence": 0.0}).json()
         assert body["generator"] == "extractive"
         assert body["answerable"], body
         assert any(c["doc_id"] == "vakhsh-injection" for c in body["citations"])
         answer = body["answer"]
         by_id = {c["id"]: c for c in body["citations"]}
         texts: dict[str, str] = {}
-        # The answer is nothing but cited verbatim quotes, each with its attribution and [n].
+        # The answer is the short answer (a span of its quote), then cited verbatim quotes,
+        # each with its attribution and [n].
         rebuilt = []
-        for sentence in body["sentences"]:
+        short = body["short_answer"]
+        for index, sentence in enumerate(body["sentences"]):
             part = answer[sentence["start"]:sentence["end"]]
             marker = re.search(r"\[(\d+)\]$", part)
             assert marker, part
             citation = by_id[int(marker.group(1))]
+            if index == 0 and short is not None:
+                assert part == f"{short['text']} [{short['citation']}]"
+                assert short["text"] in by_id[short["citation"]]["quote"]
+                rebuilt.append(part)
+                continue
             assert citation["quote"] in part
             doc_id = citation["doc_id"]
             texts.setdefault(doc_id, client.get(f"/v1/documents/{doc_id}").json()["text"])
@@ -212,7 +220,7 @@ def test_instructions_inside_an_article_do_not_change_the_answer_format(
             lead = part[:part.index(citation["quote"])]
             assert lead == "" or lead.endswith("reports: "), lead
             rebuilt.append(part)
-        assert " ".join(rebuilt) == answer
+        assert "\n".join(rebuilt) == answer
         assert "900 cubic metres per second" in answer
         _remove(client, "vakhsh-injection", before)
 

@@ -44,7 +44,8 @@ async def chat_completions(body: ChatCompletionRequest, svc: Service,
                            request: Request) -> ChatCompletion | StreamingResponse:
     """OpenAI-compatible chat: a cited Markdown answer; ``groundqa`` carries the citations."""
     rewrite = standalone_question(svc, body.messages)
-    ask = AskRequest(question=rewrite.standalone, top_k=body.top_k, filters=body.filters)
+    ask = AskRequest(question=rewrite.standalone, top_k=body.top_k, filters=body.filters,
+                     min_confidence=body.min_confidence)
     precheck(svc, ask)
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())

@@ -459,7 +459,8 @@ def test_in_process_client_uses_the_service_interface(
             self.data_dir = data_dir
 
     class AskRequest:
-        def __init__(self, question: str, top_k: int) -> None:
+        def __init__(self, question: str, top_k: int,
+                     min_confidence: float | None = None) -> None:
             self.question, self.top_k = question, top_k
 
     class Response:
