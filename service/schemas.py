@@ -35,9 +35,9 @@ class AskRequest(BaseModel):
                        description="Passages to retrieve and return.")
     filters: FiltersIn | None = None
     min_confidence: float | None = Field(
-        default=None, ge=0.0, le=1.0, description="Answer only when the calibrated confidence "
-        "reaches this (default: the server's calibrated threshold); 0 never abstains when "
-        "anything was retrieved.")
+        default=None, ge=0.0, le=1.0, strict=True,
+        description="Answer only when the calibrated confidence reaches this (default: the "
+        "server's calibrated threshold); 0 never abstains when anything was retrieved.")
     stream: bool = Field(default=False, strict=True,
                          description="Stream Server-Sent Events (see /v1/ask/stream).")
 

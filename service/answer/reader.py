@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -119,7 +119,17 @@ def make_windows(tokenizer: Any, question: str, passages: Sequence[str],
     return windows
 
 
-def batch_arrays(windows: Sequence[Window]) -> dict[str, np.ndarray]:
+class Encoded(Protocol):
+    """What :func:`batch_arrays` needs of a window (a :class:`Window` or a training example)."""
+
+    @property
+    def input_ids(self) -> tuple[int, ...]: ...
+
+    @property
+    def context_start(self) -> int: ...
+
+
+def batch_arrays(windows: Sequence[Encoded]) -> dict[str, np.ndarray]:
     """Model inputs for ``windows``, padded to the longest one (dynamic padding)."""
     length = max(len(w.input_ids) for w in windows)
     ids = np.zeros((len(windows), length), dtype=np.int64)

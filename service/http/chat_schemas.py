@@ -52,8 +52,9 @@ class ChatCompletionRequest(BaseModel):
     top_k: int = Field(default=5, ge=1, le=50, description="groundqa extension: passages.")
     filters: FiltersIn | None = Field(default=None, description="groundqa extension.")
     min_confidence: float | None = Field(
-        default=None, ge=0.0, le=1.0, description="groundqa extension: answer only at or above "
-        "this calibrated confidence (default: the server's threshold).")
+        default=None, ge=0.0, le=1.0, strict=True,
+        description="groundqa extension: answer only at or above this calibrated confidence "
+        "(default: the server's threshold).")
 
 
 class GroundQAResult(BaseModel):

@@ -16,7 +16,7 @@ import pytest
 from tests.e2e.conftest import API_KEY
 
 CHROMIUM = Path("/usr/bin/chromium")
-QUESTION = "How many IS militants are near the Tajik border?"
+QUESTION = "How big a grant did Russia promise Tajikistan for a border outpost?"
 
 pytestmark = [
     pytest.mark.e2e, pytest.mark.model, pytest.mark.browser,
@@ -69,8 +69,15 @@ def test_ask_open_citation_and_see_the_quote_highlighted(page: Any, server_url: 
 
     api = httpx.post(f"{server_url}/v1/ask", json={"question": QUESTION}, timeout=60,
                      headers={"Authorization": f"Bearer {API_KEY}"}).json()
-    assert answer.locator(".answer").inner_text().strip() == api["answer"]
+    # The short answer leads, and is highlighted inside its quote; the quote follows in full
+    # with a visible support label.
+    short = api["short_answer"]
+    assert answer.locator(".short-answer .short-text").inner_text() == short["text"]
+    assert answer.locator(".answer mark.short-in-quote").first.inner_text() == short["text"]
     first = api["citations"][0]
+    assert first["quote"] in answer.locator(".answer").inner_text()
+    assert answer.locator(".answer .support").first.inner_text() in (
+        "supported", "partial", "unsupported")
 
     markers.first.click()
     quote = page.locator("#cit-quote")

@@ -91,7 +91,9 @@ def test_answers_never_mix_versions_while_documents_change(
                 while not writers_done.is_set() or i < worker + 2 * len(QUESTIONS):
                     question = QUESTIONS[i % len(QUESTIONS)]
                     i += 1
-                    response = client.post("/v1/ask", json={"question": question, "top_k": 8})
+                    # min_confidence 0: every ask answers, so every answer is checked.
+                    response = client.post("/v1/ask", json={"question": question, "top_k": 8,
+                                                            "min_confidence": 0.0})
                     with lock:
                         if response.status_code != 200:
                             problems.append(f"ask: {response.status_code} {response.text[:200]}")

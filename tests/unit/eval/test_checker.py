@@ -18,7 +18,7 @@ from service.support import SupportChecker
 
 # Public data sets live outside the repository (../shared/datasets); override with an env var.
 DATASETS = Path(
-    os.environ.get("GROUNDQA_DATASETS", Path(__file__).resolve().parents[3] / "shared" / "datasets")
+    os.environ.get("GROUNDQA_DATASETS", Path(__file__).resolve().parents[4] / "shared" / "datasets")
 )
 WICE = DATASETS / "wice"
 CLIMATE_FEVER = DATASETS / "climate-fever" / "climate-fever.jsonl"

@@ -31,7 +31,7 @@ from eval.qa import (
     run_qa_eval,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SEED = ROOT / "eval" / "questions" / "seed.jsonl"
 ARTICLES = ROOT / "corpus" / "articles"
 
