@@ -11,7 +11,7 @@ _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
 _ZERO_WIDTH = re.compile(r"[\u200b-\u200d\u2060\ufeff]")
 _BOILERPLATE_LINE = re.compile(
     r"""^(
-        (support|subscribe\s+to|follow)\s+\S+(\s+\S+)?      # "Support SouthFront"
+        (support|subscribe\s+to|follow)\s+\S+(\s+\S+)?      # "Support The Daily Example"
       | subscribe | notify\s+of | guest | oldest | newest(\s+most\s+voted)?
       | inline\s+feedbacks | view\s+all\s+comments | \d+\s+comments?
       | would\s+love\s+your\s+thoughts.* | login | log\s+in | sign\s+up | share(\s+this)?

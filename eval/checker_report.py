@@ -76,7 +76,7 @@ def speed_benchmark(
 ) -> dict[str, float]:
     """ms per check for a service-sized case (1 claim, 2 quotes), with and without vectors."""
     claim = (
-        "Nezavisimaya Gazeta (2023) reports that the plant employs about 6.5 thousand workers "
+        "City Ledger (2023) reports that the plant employs about 6.5 thousand workers "
         "and did not close in March."
     )
     quotes = [

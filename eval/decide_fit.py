@@ -22,7 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from eval.squad_qa import SquadContext, build_set, in_subset, ingest, load_contexts, squad_em_f1
+from eval.squad_qa import (
+    SquadContext,
+    build_set,
+    expected_calibration_error,
+    in_subset,
+    ingest,
+    load_contexts,
+    squad_em_f1,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +72,8 @@ def collect(squad: Path, newsqa: Path, data_dir: Path, read_passages: int,
     neutral = DecisionModel(zeros, 0.0, zeros, tuple(1.0 for _ in FEATURES), 0.0)
     service = QAService(settings, embedder, decision_model=neutral)
     pipeline = service.live().pipeline
+    if pipeline is None:
+        raise RuntimeError(f"no index could be built in {data_dir}")
     rows = []
     for i, question in enumerate(squad_set.questions):
         outcome = pipeline.ask(question.question, 5, Filters(), min_confidence=0.0)
@@ -90,16 +100,6 @@ def best_threshold(scores: np.ndarray, answerable: np.ndarray) -> float:
     values = np.unique(scores)
     cuts = np.concatenate([[0.0], (values[1:] + values[:-1]) / 2, [1.0]])
     return float(max(cuts, key=lambda t: (balanced_accuracy(scores, answerable, t), -abs(t - .5))))
-
-
-def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
-    """Weighted gap between mean confidence and accuracy over equal-width bins."""
-    total = 0.0
-    for b in range(bins):
-        inside = (p >= b / bins) & ((p < (b + 1) / bins) | (b == bins - 1))
-        if inside.any():
-            total += inside.sum() * abs(p[inside].mean() - y[inside].mean())
-    return float(total / max(1, len(p)))
 
 
 def fit(rows: Sequence[Row], folds: int = 5) -> tuple[dict[str, Any], dict[str, float]]:

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from eval.metrics import answer_contains
 
 logger = logging.getLogger(__name__)
@@ -281,6 +283,16 @@ def reliability(results: Sequence[Scored], bins: int = RELIABILITY_BINS) -> list
     return table
 
 
+def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    """Weighted gap between mean confidence and accuracy over equal-width bins."""
+    total = 0.0
+    for b in range(bins):
+        inside = (p >= b / bins) & ((p < (b + 1) / bins) | (b == bins - 1))
+        if inside.any():
+            total += inside.sum() * abs(p[inside].mean() - y[inside].mean())
+    return float(total / max(1, len(p)))
+
+
 def aggregate(results: Sequence[Scored]) -> dict[str, float]:
     """The headline metrics."""
     ok = [r for r in results if r.error is None]
@@ -290,10 +302,6 @@ def aggregate(results: Sequence[Scored]) -> dict[str, float]:
     tpr = _mean([float(r.answered) for r in answerable])
     tnr = _mean([float(not r.answered) for r in unanswerable])
     latencies = sorted(r.latency_ms for r in ok)
-    filled = [(r.confidence, r.right) for r in ok]
-    ece = sum(abs(_mean([c for c, _ in b]) - _mean([float(y) for _, y in b])) * len(b)
-              for b in ([x for x in filled if i / 10 <= x[0] < (i + 1) / 10 or
-                         (i == 9 and x[0] == 1.0)] for i in range(10)) if b) / max(1, len(ok))
     return {
         "questions": float(len(results)), "errors": float(len(results) - len(ok)),
         "answerable": float(len(answerable)), "unanswerable": float(len(unanswerable)),
@@ -308,7 +316,8 @@ def aggregate(results: Sequence[Scored]) -> dict[str, float]:
         "citation_validity": _mean([float(r.citations_valid) for r in ok]),
         "mean_answer_words": _mean([len(r.answer.split()) for r in answered]),
         "mean_short_answer_words": _mean([len(r.short.split()) for r in answered]),
-        "expected_calibration_error": ece,
+        "expected_calibration_error": expected_calibration_error(
+            np.array([r.confidence for r in ok]), np.array([float(r.right) for r in ok])),
         "latency_p50_ms": latencies[len(latencies) // 2] if latencies else float("nan"),
         "latency_p95_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.95))]
         if latencies else float("nan"),

@@ -1,13 +1,13 @@
 """Follow-up questions in a conversation, rewritten into standalone questions.
 
-A chat user asks "How many IS militants are in Afghanistan?" and then "and how many of them
-are near the Tajik border?". Retrieval and evidence selection only see one question, so the
-follow-up is rewritten into "How many IS militants are near the Tajik border?" first.
+A chat user asks "How many volunteers are in the city?" and then "and how many of them are near
+the river?". Retrieval and evidence selection only see one question, so the follow-up is
+rewritten into "How many volunteers are near the river?" first.
 
 ``rewrite_followup`` is deterministic: it detects follow-ups (a leading "and"/"but"/"what
 about", a pronoun with no antecedent in the question itself, or a very short question) and
 carries over the topic of the previous user turn: the noun phrase a "them"/"it" stands for, or
-the previous question with a new place or name swapped in ("what about Uzbekistan?"). With an
+the previous question with a new place or name swapped in ("what about Portugal?"). With an
 LLM configured, ``service.generator.LLMRewriter`` may do this instead and falls back to it.
 """
 
@@ -21,7 +21,7 @@ _CONNECTOR = re.compile(
     r"^\s*(?:(?:and|but|also|so|then|ok(?:ay)?|well|or)\b[\s,]*)+", re.IGNORECASE)
 _WHAT_ABOUT = re.compile(
     r"^\s*(?:(?:and|but|so)\s+)?(?:what|how)\s+about\s+(?P<x>.+?)\s*[?.!]*\s*$", re.IGNORECASE)
-_BARE_ELLIPSIS = re.compile(  # "and in Uzbekistan?", "and for 2022?"
+_BARE_ELLIPSIS = re.compile(  # "and in Portugal?", "and for 2022?"
     r"^\s*(?:and|but|or)\s+(?P<x>(?:in|for|near|on|at|from|about|with|of)\s+.+?|[A-Z][\w'-]*"
     r"(?:\s+[A-Z][\w'-]*)*)\s*[?.!]*\s*$")
 _PLURAL_PRONOUNS = ("them", "they", "those", "these", "their", "theirs")
@@ -160,7 +160,7 @@ def rewrite_against(previous: str, question: str) -> str:
             if swapped is not None:
                 return _finish(swapped)
         if subject[:1].islower():
-            return _finish(f"{previous.rstrip('?.! ')} {subject}")  # "… in Afghanistan in 2022?"
+            return _finish(f"{previous.rstrip('?.! ')} {subject}")  # "… in Portugal in 2022?"
         return _finish(f"{previous.rstrip('?.! ')}, regarding {subject}")
 
     bare_word = re.fullmatch(r"\s*(?:and\s+)?(why|how|when|where|who|what)\s*[?.!]*\s*", question,

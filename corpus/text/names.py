@@ -15,7 +15,8 @@ _NAME_LABELS = {"PERSON", "ORG", "GPE", "LOC", "NORP", "FAC", "EVENT", "WORK_OF_
 _NON_WORD = re.compile(r"[^\w]+")
 
 
-@lru_cache(maxsize=65536)
+# Whole documents are folded too (name coverage), so the cache stays small.
+@lru_cache(maxsize=1024)
 def fold(text: str) -> str:
     """Lower-case, strip accents and collapse punctuation to single spaces."""
     decomposed = unicodedata.normalize("NFKD", text)

@@ -44,7 +44,7 @@ def format_published(published: str | None) -> str:
 
 
 def attribution_for(outlet: str, title: str, published: str | None) -> str:
-    """"Nezavisimaya Gazeta (January 2023) reports:" style lead-in for a quoted sentence."""
+    """"City Ledger (January 2023) reports:" style lead-in for a quoted sentence."""
     source = outlet if outlet and outlet.lower() != "unknown outlet" else f"The article “{title}”"
     return f"{source} ({format_published(published)}) reports:"
 

@@ -144,9 +144,8 @@ def same_answer(a: str, b: str) -> bool:
     return bool(fa and fb) and (fa in fb or fb in fa)
 
 
-def describe(question: str, best: Candidate, candidates: Sequence[Candidate],
-             readings: Sequence[Reading], document_text: str) -> tuple[dict[str, float],
-                                                                       tuple[str, ...]]:
+def describe(question: str, best: Candidate, readings: Sequence[Reading],
+             document_text: str) -> tuple[dict[str, float], tuple[str, ...]]:
     """The feature values of ``best`` and the question's names its document does not mention."""
     names = names_in(question)
     folded_doc = fold(document_text)
@@ -185,7 +184,7 @@ def decide(question: str, passages: Sequence[Passage], readings: Sequence[Readin
     if not candidates:
         return Decision(False, 0.0, None, [], reason=AbstainReason.NO_RELEVANT_PASSAGES)
     best = candidates[0]
-    values, missing = describe(question, best, candidates, readings,
+    values, missing = describe(question, best, readings,
                                document_text(best.passage.chunk.doc_id))
     confidence = model.confidence(values)
     if confidence >= threshold:

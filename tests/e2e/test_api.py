@@ -19,7 +19,7 @@ QUESTIONS = Path(__file__).resolve().parents[2] / "eval" / "questions" / "seed.j
 
 @pytest.fixture(scope="module")
 def client(e2e_server: Server) -> Iterator[httpx.Client]:
-    with e2e_server.client() as c:
+    with e2e_server.client(timeout=60.0) as c:
         yield c
 
 
