@@ -19,11 +19,13 @@ $(BIN)/groundqa: pyproject.toml
 	@$(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install --quiet --upgrade pip
 	@echo "==> [2/3] installing PyTorch 2.13.0, CPU build, from $(TORCH_INDEX) (~200 MB)"
-	@$(BIN)/pip install --quiet torch==2.13.0 --index-url $(TORCH_INDEX) || { \
+	@# A quick reachability probe first: pip retries an unreachable index for every package.
+	@if $(BIN)/python -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1].rstrip('/') + '/torch/', timeout=8)" "$(TORCH_INDEX)" 2>/dev/null \
+	  && $(BIN)/pip install --quiet --retries 2 torch==2.13.0 --index-url $(TORCH_INDEX); then :; else \
 	  echo "    $(TORCH_INDEX) could not be reached: installing torch from the default index."; \
-	  echo "    On Linux x86_64 that is the CUDA build (several GB); set TORCH_INDEX to a"; \
-	  echo "    reachable CPU wheel index to avoid it."; \
-	  $(BIN)/pip install --quiet torch==2.13.0; }
+	  echo "    On Linux x86_64 that is the CUDA build (several GB) unless a local wheel is"; \
+	  echo "    configured; set TORCH_INDEX to a reachable CPU wheel index to avoid it."; \
+	  $(BIN)/pip install --quiet torch==2.13.0; fi
 	@echo "==> [3/3] installing groundqa and its pinned dependencies (spaCy, FAISS, ONNX Runtime, ...)"
 	@# The full pip log (with setuptools' build warnings) is kept, and shown only on failure.
 	@$(BIN)/pip install -e '.[dev]' > $(VENV)/install.log 2>&1 \

@@ -18,7 +18,8 @@ from typing import Any
 
 from eval.bench_common import load_average, load_corpus, machine, markdown_table
 from index.embedding import load_embedder
-from index.store import IndexSnapshot, IndexWriter
+from index.ingest import IndexWriter
+from index.store import IndexSnapshot
 
 
 def _ceiling_model() -> Any:

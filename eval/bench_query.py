@@ -38,7 +38,8 @@ def build_index(corpus: str, data_dir: Path, embedder_kind: str,
                 limit: int | None = None) -> dict[str, Any]:
     """Ingest a corpus into ``data_dir`` (a no-op when it is already there); return counts."""
     from index.embedding import load_embedder
-    from index.store import IndexSnapshot, IndexWriter
+    from index.ingest import IndexWriter
+    from index.store import IndexSnapshot
 
     documents = load_corpus(corpus, limit)
     embedder = load_embedder(embedder_kind)

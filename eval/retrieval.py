@@ -30,8 +30,9 @@ import numpy as np
 from corpus.loader import Document
 from eval.metrics import mrr_at_k, ndcg_at_k, recall_at_k
 from index.embedding import Embedder, load_embedder
+from index.ingest import IndexWriter, IngestResult
 from index.retrieve import DEFAULT_DENSE_WEIGHT, DEFAULT_FUSION, FusionMethod, search
-from index.store import IndexSnapshot, IndexWriter, IngestResult
+from index.store import IndexSnapshot
 
 MODES = ("dense", "bm25", "hybrid")
 DEFAULT_DENSE_WEIGHTS = (0.3, 0.4, 0.5, 0.6, 0.7)

@@ -170,7 +170,8 @@ def ingest(squad_set: SquadSet, data_dir: Path, embedder: Any, outlet: str | Non
     """Index the corpus in ``data_dir`` (incremental: unchanged contexts are not re-embedded)."""
     from corpus.errors import DocumentLoadError
     from corpus.loader import parse_document
-    from index.store import IndexSnapshot, IndexWriter
+    from index.ingest import IndexWriter
+    from index.store import IndexSnapshot
 
     documents = []
     for context in squad_set.corpus:

@@ -37,6 +37,31 @@ DataDirOption = Annotated[
 ]
 
 
+UrlOption = Annotated[
+    str | None,
+    typer.Option("--url", envvar="GROUNDQA_URL", show_default=False,
+                 help="Ask the groundqa server at this URL instead of loading the model here "
+                      "(default: $GROUNDQA_URL; --url '' answers in-process)."),
+]
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="GROUNDQA_API_KEY", show_default=False,
+                 help="API key for --url (default: $GROUNDQA_API_KEY)."),
+]
+
+
+def _answerer(url: str | None, api_key: str | None, data_dir: Path | None) -> Any:
+    """The server at ``url`` when one is given (no model loaded here), else the in-process
+    service; both return the same response schemas."""
+    if url:
+        from service.remote import RemoteClient
+
+        return RemoteClient(url, api_key)
+    from service.core import QAService
+
+    return QAService.from_settings(_settings(data_dir))
+
+
 def _settings(data_dir: Path | None, **overrides: Any):  # type: ignore[no-untyped-def]
     from service.config import Settings
 
@@ -61,7 +86,7 @@ def ingest(
     """Add, replace or skip articles; writes a new index version atomically."""
     from corpus.loader import load_paths
     from index.embedding import load_embedder
-    from index.store import IndexWriter
+    from index.ingest import IndexWriter
 
     settings = _settings(data_dir)
     report = load_paths(paths)
@@ -139,13 +164,18 @@ def search_command(
     k: Annotated[int, typer.Option("--k", "-k", min=1, max=100)] = 5,
     data_dir: DataDirOption = None,
     json_output: Annotated[bool, typer.Option("--json")] = False,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
     """Ranked passages with dense, lexical and fused scores."""
-    from service.core import QAService
+    from service.remote import RemoteError
     from service.schemas import SearchRequest
 
-    service = QAService.from_settings(_settings(data_dir))
-    result = service.search(SearchRequest(query=query, top_k=min(k, 50)))
+    try:
+        result = _answerer(url, api_key, data_dir).search(
+            SearchRequest(query=query, top_k=min(k, 50)))
+    except RemoteError as exc:
+        _fail(exc.message, 2)
     if json_output:
         console.print_json(result.model_dump_json())
         return
@@ -163,13 +193,18 @@ def ask(
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, max=50)] = 5,
     data_dir: DataDirOption = None,
     json_output: Annotated[bool, typer.Option("--json")] = False,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
     """Answer a question with numbered sources (or say the articles don't)."""
-    from service.core import QAService
+    from service.remote import RemoteError
     from service.schemas import AskRequest
 
-    service = QAService.from_settings(_settings(data_dir))
-    result = service.ask(AskRequest(question=question, top_k=top_k))
+    try:
+        result = _answerer(url, api_key, data_dir).ask(
+            AskRequest(question=question, top_k=top_k))
+    except RemoteError as exc:
+        _fail(exc.message, 2)
     if json_output:
         console.print_json(result.model_dump_json())
         return
@@ -250,13 +285,23 @@ def index_info(data_dir: DataDirOption = None,
 
 
 @documents_app.command("list")
-def documents_list(data_dir: DataDirOption = None) -> None:
+def documents_list(data_dir: DataDirOption = None,
+                   json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List indexed documents."""
     from index.store import IndexSnapshot
 
     snapshot = IndexSnapshot.open(_settings(data_dir).data_dir)
+    documents = snapshot.documents()
+    if json_output:
+        # Plain print: rich would wrap long lines and colour nothing useful for a pipe.
+        typer.echo(json.dumps(documents, ensure_ascii=False, indent=2, default=str))
+        return
+    # Ids are what `documents delete` takes: wrapped onto more lines, never cut with "…".
     table = Table("doc_id", "outlet", "published", "title")
-    for doc in snapshot.documents():
+    table.columns[0].overflow = "fold"
+    table.columns[0].no_wrap = False
+    table.columns[0].min_width = min(max((len(d["doc_id"]) for d in documents), default=6), 24)
+    for doc in documents:
         table.add_row(doc["doc_id"], doc["outlet"], doc["published"] or "", doc["title"])
     console.print(table)
 
@@ -266,7 +311,7 @@ def documents_delete(doc_id: Annotated[str, typer.Argument()],
                      data_dir: DataDirOption = None) -> None:
     """Delete a document (vectors, BM25 entries, rows) as a new index version."""
     from index.embedding import load_embedder
-    from index.store import IndexWriter
+    from index.ingest import IndexWriter
 
     settings = _settings(data_dir)
     result = IndexWriter(settings.data_dir, load_embedder(settings.embedder)).apply(

@@ -21,8 +21,9 @@ from corpus.errors import DocumentNotFound, IndexNotFound, InvalidRequest, Model
 from corpus.errors import EmptyQuestion as EmptyQuestionError
 from corpus.loader import Document, parse_document, published_bounds
 from index.embedding import Embedder, load_embedder
+from index.ingest import IndexWriter, IngestResult
 from index.retrieve import Passage, search
-from index.store import DataDir, Filters, IndexSnapshot, IndexWriter, IngestResult
+from index.store import DataDir, Filters, IndexSnapshot
 from service.answer.decide import AbstainReason, DecisionModel, packaged_model
 from service.answer.question import answer_type_of
 from service.answer.reader import SpanReader

@@ -12,7 +12,7 @@ import pytest
 
 from corpus.loader import DEMO_CORPUS_DIR, Document, load_paths
 from index.embedding import HashEmbedder, SentenceTransformerEmbedder
-from index.store import IndexWriter
+from index.ingest import IndexWriter
 
 # ---------------------------------------------------------------------------------------------
 # Embedders

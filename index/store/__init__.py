@@ -2,13 +2,10 @@
 
 ``embedded.py`` (FAISS + bm25s + SQLite files with atomic versions, laid out as ``layout.py``
 says and written by ``embedded_writer.py``) is the default store. The names below are the ones
-the rest of the code imports; ``IndexWriter`` and ``IngestResult`` live in ``index.ingest``
-(which imports this package) and are re-exported here lazily for existing imports.
+the rest of the code imports; the ingest pipeline that writes into a store is ``index.ingest``.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
 
 from index.store.contract import (
     ChangeSet,
@@ -28,9 +25,6 @@ from index.store.contract import (
 from index.store.embedded import EmbeddedStore, IndexSnapshot
 from index.store.layout import DataDir
 
-if TYPE_CHECKING:
-    from index.ingest import IndexWriter, IngestResult
-
 __all__ = [
     "ChangeSet",
     "ChunkReader",
@@ -40,8 +34,6 @@ __all__ = [
     "EmbeddedStore",
     "Filters",
     "IndexSnapshot",
-    "IndexWriter",
-    "IngestResult",
     "LexicalHits",
     "LexicalSearch",
     "SentenceReader",
@@ -52,10 +44,3 @@ __all__ = [
     "VectorSearch",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in ("IndexWriter", "IngestResult"):
-        from index import ingest
-
-        return getattr(ingest, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from corpus.loader import Document, parse_document
 from index.embedding import HashEmbedder
-from index.store import IndexWriter
+from index.ingest import IndexWriter
 from service.config import Settings
 from service.core import QAService
 from service.http.app import create_app

@@ -21,7 +21,7 @@ import pytest
 
 from corpus.loader import Document
 from index.embedding import DEFAULT_MODEL_NAME, HashEmbedder
-from index.store import IndexWriter
+from index.ingest import IndexWriter
 from tests.reliability.conftest import copy_index, free_port, run_server, server_env
 
 pytestmark = [pytest.mark.reliability, pytest.mark.e2e]

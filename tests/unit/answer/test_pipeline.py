@@ -14,7 +14,7 @@ import pytest
 
 from corpus.loader import parse_document
 from index.embedding import HashEmbedder
-from index.store import IndexWriter
+from index.ingest import IndexWriter
 from service.answer.compose import format_published
 from service.answer.decide import FEATURES, DecisionModel
 from service.answer.reader import Reading, Span
