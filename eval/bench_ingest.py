@@ -1,11 +1,13 @@
-"""Ingest throughput end to end next to the embedding ceiling, with where the gap goes.
+"""Ingest throughput end to end next to the embedding ceiling on the same backend.
 
-The ceiling is plain ``SentenceTransformer.encode`` (torch, batch 64, normalised) over the very
-chunk texts the ingest produced, measured in the same run right after it. For each embedder
-the run records: loading and cleaning the articles, chunking, embedding (``embed_with_spans``:
-chunk and sentence vectors from one pass), writing (SQLite, FAISS, BM25, fsync), the same
-embedder's plain ``embed`` on the same texts (the cost of sentence pooling), and the ratio of
-end-to-end chunks/s to the ceiling.
+The ceiling is the same model on the same runtime encoding the very chunk texts the ingest
+produced, measured in the same run right after it: plain ``SentenceTransformer.encode`` (batch
+64, normalised) for the torch embedder, and the ONNX embedder's own plain ``embed`` (one
+ONNX Runtime session, length-sorted batches) for the ONNX ones. Comparing an ONNX ingest with a
+torch ceiling would credit the runtime to the pipeline. For each embedder the run records:
+loading and cleaning the articles, chunking, embedding (``embed_with_spans``: chunk and sentence
+vectors from one pass), writing (SQLite, FAISS, BM25, fsync), and the ratios of the embedding
+stage and of end-to-end chunks/s to the ceiling.
 """
 
 from __future__ import annotations
@@ -59,8 +61,9 @@ def run_ingest_bench(corpus: str = "bbc", limit: int | None = 300,
         t0 = time.perf_counter()
         embedder.embed(texts)
         plain_embed = time.perf_counter() - t0
-        # The ceiling right after each ingest, so both see the same machine load (shared box).
-        ceiling_seconds = _encode_ceiling(ceiling_model, texts)
+        # The torch ceiling right after each ingest, so both see the same machine load.
+        torch_seconds = _encode_ceiling(ceiling_model, texts)
+        ceiling_seconds = torch_seconds if kind == "minilm" else plain_embed
         n = result.chunks_embedded
         timings = {k: round(v, 3) for k, v in result.timings.items()}
         end_to_end = load_seconds + result.timings["total"]
@@ -72,7 +75,10 @@ def run_ingest_bench(corpus: str = "bbc", limit: int | None = 300,
             "embed_with_spans_chunks_per_s": n / result.timings["embed"],
             "plain_embed_chunks_per_s": n / plain_embed,
             "span_pooling_overhead": result.timings["embed"] / plain_embed - 1.0,
+            "ceiling": ("SentenceTransformer.encode (torch)" if kind == "minilm"
+                        else f"{kind} embedder's plain embed (ONNX Runtime)"),
             "ceiling_chunks_per_s": len(texts) / ceiling_seconds,
+            "torch_encode_chunks_per_s": len(texts) / torch_seconds,
             "ratio_to_ceiling": (n / end_to_end) / (len(texts) / ceiling_seconds),
             "embed_ratio_to_ceiling": (n / result.timings["embed"])
             / (len(texts) / ceiling_seconds),
@@ -80,7 +86,7 @@ def run_ingest_bench(corpus: str = "bbc", limit: int | None = 300,
         })
     return {"benchmark": "ingest", "corpus": corpus, "documents": len(documents),
             "machine": machine(), "chunks": len(texts),
-            "ceiling": "SentenceTransformer.encode (torch), batch 64, the same chunk texts, "
+            "ceiling": "the same model on the same runtime over the same chunk texts, "
                        "measured right after each ingest", "runs": runs}
 
 
@@ -89,14 +95,14 @@ def ingest_markdown(report: dict[str, Any]) -> str:
     head = (f"Ingest: {report['corpus']} corpus, {report['documents']} articles, "
             f"{report['chunks']} chunks. Ceiling: {report['ceiling']}.")
     rows = [[r["embedder"], r["end_to_end_chunks_per_s"], r["embed_with_spans_chunks_per_s"],
-             r["plain_embed_chunks_per_s"], f"{100 * r['span_pooling_overhead']:.1f} %",
-             r["ceiling_chunks_per_s"], f"{r['ratio_to_ceiling']:.2f}",
-             f"{r['embed_ratio_to_ceiling']:.2f}", r["load_average_1m"]]
+             r["ceiling"], r["ceiling_chunks_per_s"], f"{r['embed_ratio_to_ceiling']:.2f}",
+             f"{r['ratio_to_ceiling']:.2f}", r.get("torch_encode_chunks_per_s", ""),
+             r["load_average_1m"]]
             for r in report["runs"]]
-    table = markdown_table(["embedder", "end-to-end chunks/s", "embed_with_spans chunks/s",
-                            "plain embed chunks/s", "span pooling overhead",
-                            "ceiling chunks/s", "end-to-end ÷ ceiling", "embed ÷ ceiling",
-                            "load 1m"], rows)
+    table = markdown_table(["embedder", "end-to-end chunks/s", "embedding stage chunks/s",
+                            "ceiling (same backend)", "ceiling chunks/s",
+                            "embedding stage ÷ ceiling", "end-to-end ÷ ceiling",
+                            "torch encode chunks/s", "load 1m"], rows)
     stages = ["load_clean", "chunk", "embed", "write_sqlite", "write_faiss", "write_bm25",
               "write_fsync"]
     split_rows = []

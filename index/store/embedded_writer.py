@@ -34,6 +34,11 @@ FORMAT_VERSION = 1
 # more under load) and would eat the whole /v1/ask budget beyond this; HNSW answers in <1 ms
 # with recall@10 1.0 at 100k but costs minutes to rebuild per version (`groundqa bench scale`).
 HNSW_AUTO_THRESHOLD = 100_000
+# HNSW graph and search settings; `groundqa bench scale` measures their recall@10 on real MiniLM
+# vectors of real text (README "Performance").
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 128
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -65,9 +70,9 @@ def _new_faiss_index(dimension: int, index_type: str, count: int) -> faiss.Index
     if index_type == "flat":
         inner: faiss.Index = faiss.IndexFlatIP(dimension)
     elif index_type == "hnsw":
-        inner = faiss.IndexHNSWFlat(dimension, 32, faiss.METRIC_INNER_PRODUCT)
-        inner.hnsw.efConstruction = 80
-        inner.hnsw.efSearch = 128
+        inner = faiss.IndexHNSWFlat(dimension, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        inner.hnsw.efSearch = HNSW_EF_SEARCH
     else:
         raise ValueError(f"unknown index type {index_type!r} (flat, hnsw or auto)")
     return faiss.IndexIDMap2(inner)
