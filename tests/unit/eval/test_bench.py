@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 from eval.bench_cli import app
 from eval.bench_common import corpus_questions, markdown_table, percentiles, uncached
 from eval.bench_scale import clustered_vectors, recall_at_k
+from eval.bench_vectors import grow
+from index.store.embedded_writer import HNSW_EF_SEARCH
 
 
 def test_percentiles_and_empty() -> None:
@@ -49,14 +51,40 @@ def test_clustered_vectors_are_unit_and_recall_is_scored() -> None:
 
 def test_bench_scale_writes_json_and_markdown(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["scale", "--sizes", "3000", "--queries", "10",
+                                      "--vectors", "clustered", "--ef-search", "16,64",
                                       "--report-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    report = json.loads((tmp_path / "scale.json").read_text())
-    kinds = {run["index"]: run for run in report["runs"]}
-    assert set(kinds) == {"flat", "hnsw", "ivf"}
-    assert kinds["flat"]["recall@10"] == 1.0
-    assert 0.0 <= kinds["hnsw"]["recall@10"] <= 1.0
-    assert (tmp_path / "scale.md").read_text().startswith("Vector index at scale")
+    report = json.loads((tmp_path / "scale-clustered.json").read_text())
+    kinds = {run["index"] for run in report["runs"]}
+    assert kinds == {"flat", "hnsw", "ivf"}
+    flat = [run for run in report["runs"] if run["index"] == "flat"]
+    assert flat[0]["recall@10"] == 1.0
+    hnsw = {run["params"]["efSearch"]: run for run in report["runs"] if run["index"] == "hnsw"}
+    assert set(hnsw) == {16, 64, HNSW_EF_SEARCH}
+    assert [run["params"]["shipped"] for _, run in sorted(hnsw.items())].count(1) == 1
+    assert all(0.0 <= run["recall@10"] <= 1.0 for run in hnsw.values())
+    assert (tmp_path / "scale-clustered.md").read_text().startswith("Vector index at scale")
+
+
+def test_bench_scale_real_vectors_need_the_datasets(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["scale", "--report-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "--datasets" in result.output
+
+
+def test_grown_vectors_keep_the_base_and_stay_unit_and_distinct() -> None:
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((50, 8)).astype(np.float32)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    grown = grow(base, 400)
+    assert grown.shape == (400, 8)
+    assert np.array_equal(grown[:50], base)
+    assert np.allclose(np.linalg.norm(grown, axis=1), 1.0, atol=1e-5)
+    assert len(np.unique(grown.round(6), axis=0)) == 400
+    # Every new point stays near a real one: closer to its nearest base vector than random
+    # unit vectors are on average.
+    nearest = (grown[50:] @ base.T).max(axis=1)
+    assert nearest.mean() > 0.8
 
 
 def test_bench_rejects_unknown_values(tmp_path: Path) -> None:
