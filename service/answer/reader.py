@@ -171,8 +171,12 @@ def trim_span(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 def _window_spans(start_logits: np.ndarray, end_logits: np.ndarray, window: Window,
-                  passage: str, max_answer_words: int) -> list[Span]:
-    """The best start <= end pairs inside the window's passage tokens, trimmed and scored."""
+                  passage: str, max_answer_words: int, limit: int | None = None) -> list[Span]:
+    """The best start <= end pairs inside the window's passage tokens, trimmed and scored.
+
+    Pairs are trimmed best first; with ``limit`` the scan stops once that many distinct spans
+    are found, which leaves the best ``limit`` spans exactly as a full scan would.
+    """
     first, count = window.context_start, len(window.offsets)
     if count == 0:
         return []
@@ -181,17 +185,23 @@ def _window_spans(start_logits: np.ndarray, end_logits: np.ndarray, window: Wind
     top = min(CANDIDATES, count)
     best_starts = np.argpartition(-starts, top - 1)[:top]
     best_ends = np.argpartition(-ends, top - 1)[:top]
-    max_pieces = 3 * max_answer_words
+    pair_s, pair_e = np.meshgrid(best_starts, best_ends, indexing="ij")
+    pair_s, pair_e = pair_s.ravel(), pair_e.ravel()
+    valid = (pair_e >= pair_s) & (pair_e - pair_s < 3 * max_answer_words)
+    pair_s, pair_e = pair_s[valid], pair_e[valid]
+    scores = starts[pair_s] + ends[pair_e]
     spans: list[Span] = []
-    for s in best_starts:
-        for e in best_ends:
-            if e < s or e - s >= max_pieces:
-                continue
-            begin, stop = trim_span(passage, window.offsets[s][0], window.offsets[e][1])
-            text = passage[begin:stop]
-            if not text or len(text.split()) > max_answer_words:
-                continue
-            spans.append(Span(window.passage, begin, stop, text, float(starts[s] + ends[e])))
+    seen: set[tuple[int, int]] = set()
+    for k in np.argsort(-scores, kind="stable"):
+        s, e = int(pair_s[k]), int(pair_e[k])
+        begin, stop = trim_span(passage, window.offsets[s][0], window.offsets[e][1])
+        text = passage[begin:stop]
+        if not text or len(text.split()) > max_answer_words:
+            continue
+        spans.append(Span(window.passage, begin, stop, text, float(scores[k])))
+        seen.add((begin, stop))
+        if limit is not None and len(seen) >= limit:
+            break
     return spans
 
 
@@ -211,7 +221,7 @@ def read_passages(tokenizer: Any, infer: Infer, question: str, passages: Sequenc
             index = window.passage
             null[index] = min(null[index], float(start_logits[row, 0] + end_logits[row, 0]))
             for span in _window_spans(start_logits[row], end_logits[row], window,
-                                      passages[index], max_answer_words):
+                                      passages[index], max_answer_words, max(0, top_n)):
                 key = (span.start, span.end)
                 if key not in found[index] or found[index][key].score < span.score:
                     found[index][key] = span

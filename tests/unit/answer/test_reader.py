@@ -7,12 +7,16 @@ import sys
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
 from service.answer.reader import (
+    CANDIDATES,
     MAX_SEQUENCE,
     Reading,
     SpanReader,
+    Window,
+    _window_spans,
     load_tokenizer,
     make_windows,
     trim_span,
@@ -122,3 +126,44 @@ def test_runtime_does_not_import_torch() -> None:
 def test_missing_model_is_reported(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(FileNotFoundError):
         SpanReader.load(tmp_path / "nope.onnx")
+
+
+def _full_scan(start: np.ndarray, end: np.ndarray, window: Window, passage: str,
+               max_words: int, n: int) -> list[tuple[int, int, float]]:
+    """Every candidate pair trimmed, best score per distinct span, the best ``n``."""
+    first, count = window.context_start, len(window.offsets)
+    starts, ends = start[first:first + count], end[first:first + count]
+    top = min(CANDIDATES, count)
+    best: dict[tuple[int, int], float] = {}
+    for s in np.argpartition(-starts, top - 1)[:top]:
+        for e in np.argpartition(-ends, top - 1)[:top]:
+            if e < s or e - s >= 3 * max_words:
+                continue
+            b, t = trim_span(passage, window.offsets[s][0], window.offsets[e][1])
+            if not passage[b:t] or len(passage[b:t].split()) > max_words:
+                continue
+            best[(b, t)] = max(best.get((b, t), -np.inf), float(starts[s] + ends[e]))
+    return sorted(((b, t, v) for (b, t), v in best.items()), key=lambda x: -x[2])[:n]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_early_stop_keeps_the_best_spans_of_a_full_scan(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    words = [f"w{i}{',' if i % 7 == 3 else ''}" for i in range(90)]
+    passage = " ".join(words)
+    offsets, at = [], 0
+    for word in words:
+        offsets.append((at, at + len(word)))
+        at += len(word) + 1
+    window = Window(0, tuple(range(len(words) + 5)), 3, tuple(offsets))
+    start = rng.standard_normal(len(words) + 5).astype(np.float32)
+    end = rng.standard_normal(len(words) + 5).astype(np.float32)
+    for n in (1, 3, 5):
+        spans = _window_spans(start, end, window, passage, 6, limit=n)
+        kept: dict[tuple[int, int], float] = {}
+        for span in spans:
+            kept.setdefault((span.start, span.end), span.score)
+        got = sorted(((b, t, v) for (b, t), v in kept.items()), key=lambda x: -x[2])[:n]
+        want = _full_scan(start, end, window, passage, 6, n)
+        assert [(b, t) for b, t, _ in got] == [(b, t) for b, t, _ in want]
+        assert [v for *_, v in got] == pytest.approx([v for *_, v in want])
