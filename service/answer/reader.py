@@ -185,8 +185,8 @@ def _window_spans(start_logits: np.ndarray, end_logits: np.ndarray, window: Wind
     top = min(CANDIDATES, count)
     best_starts = np.argpartition(-starts, top - 1)[:top]
     best_ends = np.argpartition(-ends, top - 1)[:top]
-    pair_s, pair_e = np.meshgrid(best_starts, best_ends, indexing="ij")
-    pair_s, pair_e = pair_s.ravel(), pair_e.ravel()
+    grid_s, grid_e = np.meshgrid(best_starts, best_ends, indexing="ij")
+    pair_s, pair_e = grid_s.ravel(), grid_e.ravel()
     valid = (pair_e >= pair_s) & (pair_e - pair_s < 3 * max_answer_words)
     pair_s, pair_e = pair_s[valid], pair_e[valid]
     scores = starts[pair_s] + ends[pair_e]
