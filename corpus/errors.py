@@ -70,3 +70,9 @@ class ModelNotFound(GroundQAError):
     """A model file the service needs (the reader, the decision model) is missing or unreadable."""
 
     code = "model_not_found"
+
+
+class InsufficientStorage(GroundQAError):
+    """The disk (or quota) holding the index ran out of space while writing a new version."""
+
+    code = "insufficient_storage"

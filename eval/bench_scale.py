@@ -93,7 +93,7 @@ def run_scale_bench(sizes: Sequence[int] = (100_000,), kinds: Sequence[str] = ("
     """Build each index kind at each size; record build time, size, recall@10 and latency."""
     import faiss
 
-    from index.store.embedded_writer import HNSW_EF_SEARCH
+    from index.store.embedded_writer import hnsw_ef_search
 
     report: dict[str, Any] = {"benchmark": "scale", "dimension": DIMENSION,
                               "machine": machine(), "vectors": vectors, "runs": []}
@@ -106,8 +106,8 @@ def run_scale_bench(sizes: Sequence[int] = (100_000,), kinds: Sequence[str] = ("
             datasets, work_dir or Path(tempfile.mkdtemp(prefix="groundqa-bench-scale-")))
         report["vectors_description"] = bench_vectors.describe(
             len(base), queries, ["BBC News", "SciFact", "NewsQA", "SQuAD"])
-    ef_values = sorted({*ef_search, HNSW_EF_SEARCH})
     for size in sizes:
+        ef_values = sorted({*ef_search, hnsw_ef_search(size)})
         if vectors == "real":
             data = bench_vectors.grow(base, size)
             probe = bench_vectors.sample_queries(question_vectors, queries)
@@ -140,7 +140,7 @@ def run_scale_bench(sizes: Sequence[int] = (100_000,), kinds: Sequence[str] = ("
                     params = {"M": int(inner.hnsw.nb_neighbors(1)),
                               "efConstruction": int(inner.hnsw.efConstruction),
                               "efSearch": setting["efSearch"],
-                              "shipped": int(setting["efSearch"] == HNSW_EF_SEARCH)}
+                              "shipped": int(setting["efSearch"] == hnsw_ef_search(size))}
                 elif kind == "ivf":
                     params = {"nlist": int(inner.nlist), "nprobe": int(inner.nprobe)}
                 found_array, latencies = _search(index, probe)

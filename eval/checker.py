@@ -119,9 +119,16 @@ def run_checker_eval(
         if cf:
             block["climate_fever"] = evaluate_split(checker, cf, c)
         results["settings"][name] = block
+    from eval.checker_bench import shipped_summary
+
+    # The shipped checker (trained, or lexical when its model is missing) at its own threshold.
+    results.update(shipped_summary({"wice_test": test, "climate_fever": cf}, report_dir))
     results["speed"] = speed_benchmark(embedder, models, token_encoder=encoder)
     if report_dir is not None:
         write_reports(results, Path(report_dir))
+        from eval.html_pages import write_checker_html
+
+        write_checker_html(results, Path(report_dir), settings[0][2], test)  # the service's
     return results
 
 

@@ -117,7 +117,8 @@ def qa_command(
         ),
     ] = None,
     report_dir: Annotated[
-        Path | None, typer.Option("--report-dir", help="Write report.json and report.md here.")
+        Path | None, typer.Option("--report-dir",
+                                  help="Write report.json, report.md and report.html here.")
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Passages to retrieve.")] = 5,
     fail_under: Annotated[
@@ -188,7 +189,7 @@ def qa_command(
         highlight=False,
     )
     if report.markdown_path is not None:
-        console.print(f"report: {report.markdown_path}", highlight=False)
+        console.print(f"report: {report.markdown_path}, {report.html_path}", highlight=False)
 
     failures = check_gates(report.metrics, minima, maxima)
     if failures:
@@ -236,8 +237,16 @@ def checker_command(
     report_dir: Annotated[
         Path | None, typer.Option("--report-dir", help="Write the report here.")
     ] = None,
+    compare: Annotated[
+        bool, typer.Option("--compare/--no-compare", help="Also score the lexical+embedding "
+                           "and alignment models (loads the embedding model; slow first run).")
+    ] = True,
 ) -> None:
-    """Score the support checker on WiCE (and optionally Climate-FEVER)."""
+    """Score the support checker on any WiCE-format claim file (and optionally Climate-FEVER).
+
+    report.json carries ``balanced_accuracy`` and ``auc`` of the shipped checker at its shipped
+    threshold at the top level, next to the word-coverage ``baseline``, and reliability.png.
+    """
     if not wice.exists():
         _fail_input(f"{wice}: no such file or directory")
     if climate_fever is not None and not climate_fever.exists():
@@ -247,12 +256,44 @@ def checker_command(
     except ImportError as exc:
         _fail_input(f"the checker evaluation is not available ({exc})")
     try:
-        result = run_checker_eval(wice, climate_fever, report_dir)
-    except (FileNotFoundError, ValueError) as exc:
+        result = run_checker_eval(wice, climate_fever, report_dir, use_model=compare)
+    except (FileNotFoundError, ValueError, KeyError, SyntaxError) as exc:
         _fail_input(str(exc))
     _print_result_tables("Support checker evaluation", result)
     if report_dir is not None:
         console.print(f"report: {report_dir}", highlight=False)
+
+
+@app.command("grounding")
+def grounding_command(
+    answers: Annotated[Path, typer.Option("--answers", help="JSONL of {question, answer, "
+                                          "citations: [{id, text}]} from any RAG system.")],
+    report_dir: Annotated[
+        Path | None, typer.Option("--report-dir", help="Write report.json, sentences.jsonl and "
+                                  "report.html here.")
+    ] = None,
+) -> None:
+    """Judge any system's cited answers: per-sentence labels, ALCE citation recall/precision,
+    groundedness."""
+    from eval.grounding import (
+        AnswersFileError,
+        evaluate_answers,
+        read_answers,
+        write_grounding_report,
+    )
+
+    if not answers.is_file():
+        _fail_input(f"{answers}: no such file")
+    try:
+        rows = read_answers(answers)
+    except (AnswersFileError, UnicodeDecodeError) as exc:
+        _fail_input(str(exc))
+    result = evaluate_answers(rows)
+    summary = {k: v for k, v in result.items() if k != "per_answer"}
+    _print_result_tables("Grounding evaluation", {"grounding": summary})
+    if report_dir is not None:
+        write_grounding_report(result, report_dir)
+        console.print(f"report: {report_dir / 'report.html'}", highlight=False)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The question-answering evaluation: run a question set through a client and score the answers.
 
 Scores answer correctness, abstention, citation validity, ALCE citation recall/precision,
-groundedness, retrieval of gold documents and latency; writes report.json and report.md.
+groundedness, retrieval of gold documents and latency; writes report.json, report.md and
+report.html (per-question table and figures, eval/html_report.py).
 """
 
 from __future__ import annotations
@@ -207,6 +208,15 @@ class QuestionResult:
     groundedness: float = math.nan
     passage_doc_ids: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: The service's calibrated confidence (None when it gives none), for the reliability diagram.
+    confidence: float | None = None
+    #: What the answer cites (id, doc_id, outlet, title, published, quote), for people to check.
+    citations: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def right(self) -> bool:
+        """An answer that contains a gold answer (what a confident system should give)."""
+        return self.gold_answerable and self.abstained is False and self.answer_contains == 1.0
 
     @property
     def failed(self) -> bool:
@@ -285,6 +295,13 @@ def score_question(
 
     result.answer = str(response.get("answer") or "")
     result.abstained = not bool(response.get("answerable", True))
+    confidence = response.get("confidence")
+    if isinstance(confidence, int | float) and not isinstance(confidence, bool):
+        result.confidence = float(confidence)
+    result.citations = [
+        {key: c.get(key) for key in ("id", "doc_id", "outlet", "title", "published", "quote")}
+        for c in response.get("citations") or [] if isinstance(c, dict)
+    ]
     plain_answer = strip_citation_markers(result.answer)
 
     if question.answerable:
@@ -388,6 +405,7 @@ class QaReport:
     questions_path: str
     json_path: Path | None = None
     markdown_path: Path | None = None
+    html_path: Path | None = None
 
     @property
     def failures(self) -> list[QuestionResult]:
@@ -446,7 +464,7 @@ class QaReport:
         return "\n".join(lines).rstrip() + "\n"
 
     def write(self, report_dir: str | Path) -> None:
-        """Write report.json and report.md into ``report_dir`` (created if needed)."""
+        """Write report.json, report.md and report.html into ``report_dir`` (created if needed)."""
         directory = Path(report_dir)
         directory.mkdir(parents=True, exist_ok=True)
         self.json_path = directory / "report.json"
@@ -455,6 +473,9 @@ class QaReport:
             json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
         self.markdown_path.write_text(self.to_markdown(), encoding="utf-8")
+        from eval.html_pages import qa_page
+
+        self.html_path = qa_page(self).write(directory / "report.html")
 
 
 def run_qa_eval(

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from corpus.loader import Document
+from eval.html_pages import QueryOutcome, retrieval_page
 from eval.metrics import mrr_at_k, ndcg_at_k, recall_at_k
 from index.embedding import Embedder, load_embedder
 from index.ingest import IndexWriter, IngestResult
@@ -212,10 +213,17 @@ def to_documents(corpus: Mapping[str, tuple[str, str]], outlet: str) -> list[Doc
 def rank_documents(snapshot: IndexSnapshot, embedder: Embedder, query: str,
                    query_vector: np.ndarray, setting: Setting) -> list[str]:
     """Document ids best first, each scored by its best chunk (chunks come sorted by score)."""
+    return rank_documents_scored(snapshot, embedder, query, query_vector, setting)[0]
+
+
+def rank_documents_scored(snapshot: IndexSnapshot, embedder: Embedder, query: str,
+                          query_vector: np.ndarray, setting: Setting) -> tuple[list[str], float]:
+    """``rank_documents`` and the cosine of the first passage (for the report's reliability
+    diagram: how far the similarity says whether retrieval worked)."""
     passages = search(snapshot, embedder, query, k=CHUNKS_PER_QUERY, method=setting.method,
                       dense_weight=setting.dense_weight, query_vector=query_vector)
     ranked = list(dict.fromkeys(p.chunk.doc_id for p in passages))
-    return ranked[:DOCS_PER_QUERY]
+    return ranked[:DOCS_PER_QUERY], float(passages[0].dense) if passages else math.nan
 
 
 def score_rankings(rankings: Mapping[str, list[str]], qrels: Qrels) -> dict[str, float]:
@@ -252,16 +260,25 @@ def _settings(modes: Sequence[str], dense_weights: Sequence[float]) -> list[Sett
 
 
 def _evaluate(snapshot: IndexSnapshot, embedder: Embedder, queries: Mapping[str, str],
-              qrels: Qrels, settings: Sequence[Setting]) -> dict[Setting, dict[str, float]]:
+              qrels: Qrels, settings: Sequence[Setting],
+              outcomes: dict[Setting, list[QueryOutcome]] | None = None,
+              ) -> dict[Setting, dict[str, float]]:
+    """Metrics per setting; ``outcomes`` (if given) collects each query's ranking and time."""
     ids = [q for q in qrels if q in queries]
     vectors = embedder.embed([queries[q] for q in ids]) if ids else np.zeros((0, 1))
     results: dict[Setting, dict[str, float]] = {}
     for setting in settings:
         started = time.perf_counter()
-        rankings = {
-            q: rank_documents(snapshot, embedder, queries[q], vectors[i], setting)
-            for i, q in enumerate(ids)
-        }
+        rankings: dict[str, list[str]] = {}
+        per_query: list[QueryOutcome] = []
+        for i, q in enumerate(ids):
+            began = time.perf_counter()
+            rankings[q], top_dense = rank_documents_scored(snapshot, embedder, queries[q],
+                                                           vectors[i], setting)
+            per_query.append(QueryOutcome(q, rankings[q], top_dense,
+                                          1000 * (time.perf_counter() - began)))
+        if outcomes is not None:
+            outcomes[setting] = per_query
         metrics = score_rankings(rankings, qrels)
         metrics["queries"] = float(len(ids))
         metrics["ms_per_query"] = 1000 * (time.perf_counter() - started) / max(len(ids), 1)
@@ -346,7 +363,8 @@ def run_retrieval_eval(
         tuning_qrels = _limit(dataset.tuning_qrels, limit_queries)
         tuning = (_evaluate(snapshot, embedder, dataset.queries, tuning_qrels, settings)
                   if tuning_qrels else {})
-        test = _evaluate(snapshot, embedder, dataset.queries, test_qrels, settings)
+        outcomes: dict[Setting, list[QueryOutcome]] = {}
+        test = _evaluate(snapshot, embedder, dataset.queries, test_qrels, settings, outcomes)
 
     hybrid = [s for s in settings if s.mode == "hybrid"]
     selected = None
@@ -387,6 +405,10 @@ def run_retrieval_eval(
         report_dir.mkdir(parents=True, exist_ok=True)
         (report_dir / "report.json").write_text(json.dumps(report, indent=2, default=str))
         (report_dir / "report.md").write_text(markdown + "\n")
+        shown = selected or settings[0]
+        retrieval_page(report, shown.label, outcomes[shown], dataset.queries, test_qrels,
+                       {d: title or d for d, (title, _) in dataset.corpus.items()},
+                       ).write(report_dir / "report.html")
     return report
 
 
@@ -460,7 +482,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="BEIR directory or the SciFact release folder")
     parser.add_argument("--mode", action="append", choices=[*MODES, "all"],
                         help="dense, bm25, hybrid or all (repeatable; default all)")
-    parser.add_argument("--report", type=Path, help="write report.json and report.md here")
+    parser.add_argument("--report", type=Path,
+                        help="write report.json, report.md and report.html here")
     parser.add_argument("--limit", type=int, help="evaluate only the first N queries per split")
     parser.add_argument("--dense-weights", type=lambda s: [float(x) for x in s.split(",")],
                         help="convex weights to sweep, e.g. 0.3,0.5,0.7")

@@ -226,6 +226,8 @@ class Scored:
     abstain_reason: str | None = None
     error: str | None = None
     answer: str = ""
+    #: What the answer cites (id, doc_id, outlet, published, quote), for the HTML report.
+    citations: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def right(self) -> bool:
@@ -264,7 +266,10 @@ def score_response(question: SquadQuestion, response: dict[str, Any], latency_ms
     return Scored(question.qid, question.question, question.kind, list(question.answers),
                   answered, short, float(response.get("confidence") or 0.0), em, f1,
                   contains, _citations_valid(response, document_text), latency_ms,
-                  response.get("abstain_reason"), answer=answer_text)
+                  response.get("abstain_reason"), answer=answer_text,
+                  citations=[{k: c.get(k) for k in ("id", "doc_id", "outlet", "published",
+                                                    "quote")}
+                             for c in response.get("citations") or [] if isinstance(c, dict)])
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -358,7 +363,8 @@ class SquadReport:
     results: list[Scored] = field(default_factory=list)
 
     def write(self, folder: Path) -> Path:
-        """report.json, report.md and reliability.png in ``folder``; returns the Markdown."""
+        """report.json, report.md, report.html and reliability.png in ``folder``; returns
+        the Markdown."""
         from eval.squad_report import write_report
 
         return write_report(self, folder)

@@ -59,7 +59,8 @@ def reliability_diagram(report: SquadReport, path: Path) -> None:
 
 
 def write_report(report: SquadReport, folder: Path) -> Path:
-    """Write report.json, report.md and reliability.png; return the Markdown path."""
+    """Write report.json, report.md, report.html and reliability.png; return the Markdown
+    path."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.json").write_text(json.dumps(_json_safe(report.to_json()), indent=1),
                                         encoding="utf-8")
@@ -83,4 +84,7 @@ def write_report(report: SquadReport, folder: Path) -> Path:
                      f"{said.replace('|', '/')} | {r.confidence:.2f} |")
     path = folder / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    from eval.html_pages import squad_page
+
+    squad_page(report).write(folder / "report.html")
     return path

@@ -1,4 +1,4 @@
-"""`groundqa train …`: reproduce the shipped models (the span reader and the decision model)."""
+"""`groundqa train …`: reproduce the shipped models (span reader, decision model, checker)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from eval import checker_train  # noqa: F401 - registers `groundqa train checker`
 from eval.reader_train import app
 
 console = Console()

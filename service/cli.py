@@ -82,6 +82,10 @@ def ingest(
     data_dir: DataDirOption = None,
     index_type: Annotated[str, typer.Option(help="auto, flat or hnsw.")] = "auto",
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    wait: Annotated[float | None, typer.Option(
+        "--wait", min=0, help="Seconds to wait for another writer to finish (default: 0 for "
+        "a data directory, 300 for a database that other machines write too).",
+        show_default=False)] = None,
 ) -> None:
     """Add, replace or skip articles; writes a new index version atomically."""
     from corpus.loader import load_paths
@@ -89,6 +93,7 @@ def ingest(
     from index.ingest import IndexWriter
 
     settings = _settings(data_dir)
+    store = _store(settings, index_type)
     report = load_paths(paths)
     for path, reason in report.skipped:
         err.print(f"[yellow]skipped[/yellow] {reason}", highlight=False, soft_wrap=True)
@@ -97,7 +102,7 @@ def ingest(
         err.print(f"[yellow]warning[/yellow] {warning}", highlight=False, soft_wrap=True)
     if not report.documents:
         _fail("no readable articles in the given paths", 2)
-    unchanged_version = _all_unchanged(settings.data_dir, report.documents)
+    unchanged_version = _all_unchanged(store, report.documents)
     if unchanged_version is not None:
         # Nothing to embed: answer without loading the model (a re-run takes well under 2 s).
         _print_ingest_summary(
@@ -107,7 +112,7 @@ def ingest(
             json_output)
         return
     embedder = load_embedder(settings.embedder)
-    writer = IndexWriter(settings.data_dir, embedder, index_type=index_type)
+    writer = IndexWriter(store, embedder, index_type=index_type)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=True,
                   disable=json_output) as progress:
@@ -116,7 +121,8 @@ def ingest(
         def update(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        result = writer.apply(report.documents, progress=update)
+        result = writer.apply(report.documents, progress=update, wait_seconds=wait if wait
+                              is not None else 300.0 if settings.database_url else 0.0)
     summary = {
         "added": result.added, "replaced": result.replaced, "unchanged": result.unchanged,
         "skipped": [{"path": p, "reason": r} for p, r in report.skipped],
@@ -126,14 +132,25 @@ def ingest(
     _print_ingest_summary(summary, json_output)
 
 
-def _all_unchanged(data_dir: Path, documents: list[Any]) -> str | None:
-    """The current index version when it already holds every document unchanged, else None."""
-    from index.store import DataDir, IndexSnapshot
+def _store(settings: Any, index_type: str = "auto") -> Any:
+    """The index the settings name: the data directory, or GROUNDQA_DATABASE_URL's database."""
+    from index.store import open_store
 
+    return open_store(settings.data_dir, settings.database_url, index_type)
+
+
+def _redacted(url: str) -> str:
+    from index.store.postgres import redact_url
+
+    return redact_url(url)
+
+
+def _all_unchanged(store: Any, documents: list[Any]) -> str | None:
+    """The current index version when it already holds every document unchanged, else None."""
     try:
-        if DataDir(data_dir).current_version() is None:
+        if store.current_version() is None:
             return None
-        snapshot = IndexSnapshot.open(data_dir)
+        snapshot = store.open()
     except Exception:  # noqa: BLE001 - any doubt means: take the normal path
         return None
     try:
@@ -239,6 +256,12 @@ def serve(
     # closes first races requests already sent on the connection (rare resets under load).
     keep_alive: Annotated[int, typer.Option("--timeout-keep-alive", min=1,
                                             help="Seconds an idle connection is kept.")] = 75,
+    # Connections and requests at once before uvicorn answers 503: below the usual limit of
+    # 1,024 open files, so a flood of slow connections is refused rather than exhausting
+    # them (bodies are also timed out: GROUNDQA_BODY_TIMEOUT_SECONDS).
+    limit_concurrency: Annotated[int, typer.Option(
+        "--limit-concurrency", min=1,
+        help="Connections and requests at once; more get 503.")] = 512,
     data_dir: DataDirOption = None,
 ) -> None:
     """Run the HTTP API (uvicorn)."""
@@ -257,23 +280,27 @@ def serve(
     except GroundQAError as exc:
         _fail(exc.message, 2)
     uvicorn.run("service.asgi:app", host=host, port=port, workers=workers, log_level="info",
-                timeout_keep_alive=keep_alive)
+                timeout_keep_alive=keep_alive, limit_concurrency=limit_concurrency)
 
 
 @index_app.command("info")
 def index_info(data_dir: DataDirOption = None,
                json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Documents, chunks, model, dimension, version and size on disk."""
-    from index.store import DataDir, IndexSnapshot
+    from index.store import DataDir
 
     settings = _settings(data_dir)
-    layout = DataDir(settings.data_dir)
-    snapshot = IndexSnapshot.open(settings.data_dir)
+    store = _store(settings)
+    snapshot = store.open()
     m = snapshot.manifest
-    info = {"data_dir": str(settings.data_dir), "version": m["version"],
+    size = (store.size_on_disk() if settings.database_url  # tables and indexes
+            else DataDir(settings.data_dir).size_on_disk(m["version"]))
+    where = {"database": _redacted(settings.database_url)} if settings.database_url \
+        else {"data_dir": str(settings.data_dir)}
+    info = {**where, "version": m["version"],
             "documents": m["documents"], "chunks": m["chunks"], "sentences": m["sentences"],
             "model": m["model"], "dimension": m["dimension"], "index_type": m["index_type"],
-            "created_at": m["created_at"], "size_bytes": layout.size_on_disk(m["version"]),
+            "created_at": m["created_at"], "size_bytes": size,
             "chunking": m["chunking"]}
     if json_output:
         console.print_json(json.dumps(info))
@@ -288,22 +315,20 @@ def index_info(data_dir: DataDirOption = None,
 def documents_list(data_dir: DataDirOption = None,
                    json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List indexed documents."""
-    from index.store import IndexSnapshot
-
-    snapshot = IndexSnapshot.open(_settings(data_dir).data_dir)
+    snapshot = _store(_settings(data_dir)).open()
     documents = snapshot.documents()
     if json_output:
         # Plain print: rich would wrap long lines and colour nothing useful for a pipe.
         typer.echo(json.dumps(documents, ensure_ascii=False, indent=2, default=str))
         return
-    # Ids are what `documents delete` takes: wrapped onto more lines, never cut with "…".
-    table = Table("doc_id", "outlet", "published", "title")
-    table.columns[0].overflow = "fold"
-    table.columns[0].no_wrap = False
-    table.columns[0].min_width = min(max((len(d["doc_id"]) for d in documents), default=6), 24)
+    # One document per two lines rather than a table: the id (what `documents delete`
+    # takes) starts its line whole, never cut to fit a narrow terminal.
     for doc in documents:
-        table.add_row(doc["doc_id"], doc["outlet"], doc["published"] or "", doc["title"])
-    console.print(table)
+        console.print(f"[bold]{doc['doc_id']}[/bold]  {doc['outlet']}, "
+                      f"{doc['published'] or 'undated'}", highlight=False, soft_wrap=True)
+        console.print(f"    {doc['title']}", highlight=False, soft_wrap=True)
+    if not documents:
+        console.print("no documents", highlight=False)
 
 
 @documents_app.command("delete")
@@ -314,8 +339,8 @@ def documents_delete(doc_id: Annotated[str, typer.Argument()],
     from index.ingest import IndexWriter
 
     settings = _settings(data_dir)
-    result = IndexWriter(settings.data_dir, load_embedder(settings.embedder)).apply(
-        delete=[doc_id])
+    result = IndexWriter(_store(settings), load_embedder(settings.embedder)).apply(
+        delete=[doc_id], wait_seconds=300.0 if settings.database_url else 0.0)
     console.print(f"deleted {doc_id} → index version {result.version}")
 
 

@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GROUNDQA_", extra="ignore")
 
     data_dir: Path = Field(default=Path("data"), description="Where index versions live.")
+    # PostgreSQL + pgvector instead of the files in data_dir: any number of serving processes
+    # on any machines share that index (README "Running past one machine").
+    database_url: str | None = Field(default=None, description="postgresql://user:password@"
+                                     "host:port/database; unset = the embedded store.")
     # onnx: the packaged MiniLM on ONNX Runtime, the same vectors as torch (minilm) and faster
     # here (README "Performance"); onnx-int8: quantised, with its own model name so it never
     # queries an index built with full-precision vectors.
@@ -38,6 +42,11 @@ class Settings(BaseSettings):
     # Answering requests run at once (the rest queue in order); 0 = no limit. A few per
     # core keeps latency fair and the event loop responsive (see eval/load.py).
     max_concurrent_answers: int = 4
+    # Slow clients: a request body must arrive whole within this (408 otherwise), and a
+    # response write that the client does not read for this long closes the connection.
+    # Neither holds an answer slot meanwhile (the body is read before one is taken).
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    send_timeout_seconds: float = Field(default=30.0, gt=0)
     # The trained span reader and the calibrated answer-or-abstain model (service/answer/models;
     # README "Reading and abstention"). Unset paths mean the packaged files.
     reader_model: Path | None = None
@@ -55,9 +64,25 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = None
     llm_timeout_seconds: float = 20.0
     llm_max_tokens: int = 400
+    # Answers computed at once in LLM mode (each holds a worker thread while it waits on the
+    # upstream): well under the 40 threads of the server's pool, so /readyz, documents and
+    # metrics always find one. Each also reads and verifies on the CPU around its upstream
+    # call: with 16, /readyz took up to 4.8 s during a burst of 60 asks on 2 busy cores; with
+    # 8, a median under 0.5 s (tests/service/test_llm_concurrency.py). 0 = no limit.
+    llm_max_concurrent: int = Field(default=8, ge=0)
     llm_unsupported: Literal["drop", "flag"] = Field(
         default="drop", description="What to do with an LLM sentence the checker finds "
         "unsupported: remove it, or keep it marked as flagged.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgresql_url(cls, value: str | None) -> str | None:
+        """Refuse anything but a PostgreSQL URL (an empty value means: no database)."""
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("GROUNDQA_DATABASE_URL must be a postgresql:// URL")
+        return value.strip()
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

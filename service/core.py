@@ -17,13 +17,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from corpus.errors import DocumentNotFound, IndexNotFound, InvalidRequest, ModelNotFound
+from corpus.errors import (
+    DocumentNotFound,
+    EmbeddingMismatch,
+    GroundQAError,
+    IndexCorrupt,
+    IndexNotFound,
+    InvalidRequest,
+    ModelNotFound,
+)
 from corpus.errors import EmptyQuestion as EmptyQuestionError
 from corpus.loader import Document, parse_document, published_bounds
 from index.embedding import Embedder, load_embedder
 from index.ingest import IndexWriter, IngestResult
 from index.retrieve import Passage, search
-from index.store import DataDir, Filters, IndexSnapshot
+from index.store import Filters, Snapshot, Store, open_store
 from service.answer.decide import AbstainReason, DecisionModel, packaged_model
 from service.answer.question import answer_type_of
 from service.answer.reader import SpanReader
@@ -57,8 +65,17 @@ _INVISIBLE = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 
 @dataclass
 class _Live:
-    snapshot: IndexSnapshot | None
+    snapshot: Snapshot | None
     pipeline: AskPipeline | None
+
+
+def index_location(settings: Settings) -> str:
+    """Where the index lives, for messages (a database URL without its password)."""
+    if settings.database_url:
+        from index.store.postgres import redact_url
+
+        return f"the database at {redact_url(settings.database_url)}"
+    return str(settings.data_dir)
 
 
 def clean_question(text: str, max_chars: int) -> str:
@@ -104,7 +121,8 @@ class QAService:
                  checker: SupportChecker | None = None,
                  generator: Generator | None = None,
                  reader: SpanReader | None = None,
-                 decision_model: DecisionModel | None = None) -> None:
+                 decision_model: DecisionModel | None = None,
+                 store: Store | None = None) -> None:
         self.settings = settings
         try:
             self.reader = reader or SpanReader.load(settings.reader_model,
@@ -120,43 +138,73 @@ class QAService:
         # Optional LLM answer writer (GROUNDQA_LLM_*); the extractive composer is the fallback.
         self.generator = generator if generator is not None else build_generator(settings)
         self.embedder = embedder
-        # Lexical features alone generalise better than with cosine (WiCE test 0.672 vs 0.643).
-        self.checker = checker or SupportChecker()
-        self.layout = DataDir(settings.data_dir)
+        # The trained checker (service/support/models/checker); lexical if its files are missing.
+        self.checker = checker or SupportChecker.shipped()
+        # The embedded files, or PostgreSQL when GROUNDQA_DATABASE_URL is set.
+        self.store: Store = store or open_store(settings.data_dir, settings.database_url,
+                                                settings.index_type)
+        # A shared store changes under other processes, possibly on other machines: its live
+        # version is read at the start of every request (one indexed row), so a delete that
+        # returned anywhere is never cited afterwards. Files on one machine are polled.
+        self._check_every_request = bool(getattr(self.store, "shared", False))
         self._lock = threading.Lock()
         self._live = _Live(None, None)
         self._loaded_version: str | None = None
         self._last_check = 0.0
+        # Why the published version is not the one served (a damaged pointer or version), and
+        # the version refused, so that it is verified and logged once, not at every check.
+        self._problem: GroundQAError | None = None
+        self._refused_version: str | None = None
+        self._problem_lock = threading.Lock()
         self.refresh(force=True)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> QAService:
         """Build the service, loading the embedding model and the live index."""
-        missing = DataDir(settings.data_dir).current_version() is None
+        store = open_store(settings.data_dir, settings.database_url, settings.index_type)
+        missing = store.current_version() is None
         if settings.on_missing_index == "fail" and missing:
             cls._missing_index(settings)
-        return cls(settings, load_embedder(settings.embedder))
+        return cls(settings, load_embedder(settings.embedder), store=store)
 
     @staticmethod
     def _missing_index(settings: Settings) -> None:
         raise IndexNotFound(
-            f"no index in {settings.data_dir}: build it with `groundqa ingest corpus/articles`, "
-            "or set GROUNDQA_ON_MISSING_INDEX=empty to start with an empty index"
+            f"no index in {index_location(settings)}: build it with `groundqa ingest "
+            "corpus/articles`, or set GROUNDQA_ON_MISSING_INDEX=empty to start with an empty index"
         )
 
     # -- index lifecycle ----------------------------------------------------------------------
     def refresh(self, force: bool = False) -> None:
-        """Switch to the newest published index version if it changed."""
+        """Switch to the newest published index version if it changed.
+
+        A published version that cannot be opened (a damaged pointer or files, another model)
+        is refused while the version already loaded keeps being served; ``index_problem`` says
+        why. With nothing loaded yet (start-up) the error is raised.
+        """
         now = time.monotonic()
-        if not force and now - self._last_check < self.settings.reload_check_seconds:
+        if not force and not self._check_every_request and \
+                now - self._last_check < self.settings.reload_check_seconds:
             return
         self._last_check = now
-        version = self.layout.current_version()
+        try:
+            version = self.store.current_version()
+        except IndexCorrupt as exc:
+            self._refuse(None, exc)
+            return
         if version == self._loaded_version and not force:
+            self._clear_problem()
+            return
+        if version is not None and version == self._refused_version and not force:
             return
         with self._lock:
-            version = self.layout.current_version()
+            try:
+                version = self.store.current_version()
+            except IndexCorrupt as exc:
+                self._refuse(None, exc)
+                return
             if version == self._loaded_version and self._live.snapshot is not None:
+                self._clear_problem()
                 return
             if version is None:
                 if self.settings.on_missing_index == "fail":
@@ -164,14 +212,44 @@ class QAService:
                 self._live = _Live(None, None)
                 self._loaded_version = None
                 return
-            snapshot = IndexSnapshot.open(self.settings.data_dir, self.embedder, version)
+            try:
+                snapshot = self.store.open(self.embedder, version)
+            except (IndexCorrupt, EmbeddingMismatch) as exc:
+                self._refuse(version, exc)
+                return
             self._live = _Live(snapshot, AskPipeline(
                 snapshot, self.embedder, self.reader, self.decision_model, self.checker,
                 self.generator, read_passages=self.settings.read_passages
                 or int(self.decision_model.meta.get("read_passages", 5))))
             self._loaded_version = version
+            self._clear_problem()
             logger.info("serving index version %s (%d documents, %d chunks)", version,
                         snapshot.document_count, snapshot.chunk_count)
+
+    def _refuse(self, version: str | None, exc: GroundQAError) -> None:
+        """Keep serving the loaded version instead of ``version``; raise when none is loaded."""
+        if self._live.snapshot is None:
+            raise exc
+        with self._problem_lock:
+            self._refused_version = version
+            if self._problem is None or self._problem.message != exc.message:
+                logger.warning("index %s refused, groundqa keeps serving %s: %s",
+                               f"version {version}" if version else "pointer",
+                               self._loaded_version, exc.message)
+            self._problem = exc
+
+    def _clear_problem(self) -> None:
+        if self._problem is not None:
+            with self._problem_lock:
+                if self._problem is not None:
+                    logger.info("index problem resolved; serving %s", self._loaded_version)
+                self._problem = None
+                self._refused_version = None
+
+    @property
+    def index_problem(self) -> GroundQAError | None:
+        """Why the published index version is not the one served (None: it is)."""
+        return self._problem
 
     def live(self) -> _Live:
         """The snapshot and pipeline one request must use throughout (never mixed)."""
@@ -293,8 +371,7 @@ class QAService:
         return DocumentOut(**{k: doc[k] for k in DocumentOut.model_fields})
 
     def _writer(self) -> IndexWriter:
-        return IndexWriter(self.settings.data_dir, self.embedder,
-                           index_type=self.settings.index_type)
+        return IndexWriter(self.store, self.embedder, index_type=self.settings.index_type)
 
     def add_document(self, document: DocumentIn | None = None, *, raw: bytes | None = None,
                      filename: str | None = None) -> DocumentChange:
@@ -338,4 +415,4 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 3)
 
 
-__all__ = ["QAService", "clean_question", "to_filters"]
+__all__ = ["QAService", "clean_question", "index_location", "to_filters"]

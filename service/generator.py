@@ -8,8 +8,14 @@ obeyed) and then checks every sentence it wrote:
 * markers ``[n]`` that name no passage are dropped;
 * each remaining ``[n]`` becomes a citation of the sentence of passage ``n`` that best supports
   the claim, so every citation still carries a verbatim quote with exact offsets;
-* the support checker labels each sentence; unsupported ones are removed or flagged
-  (``GROUNDQA_LLM_UNSUPPORTED``);
+* passages that carry instructions to a model ("ignore previous instructions") are never
+  evidence: a sentence that cites only such passages is unsupported;
+* framing lines ("Here is a concise summary:") are recognised and left out, list markers
+  ("1.") are not read as numbers;
+* the support checker labels each sentence, and a number, date or named actor that its cited
+  evidence does not state makes it unsupported (``service/support/facts.py``); only
+  *supported* sentences are shown, the rest (partial and unsupported) are removed or, with
+  ``GROUNDQA_LLM_UNSUPPORTED=flag``, shown flagged;
 * if the upstream fails, times out, or nothing supported is left, ``generate`` returns ``None``
   and the caller keeps the extractive answer.
 """
@@ -25,11 +31,18 @@ from typing import Literal, Protocol
 
 import httpx
 
-from index.store import ChunkRecord, IndexSnapshot, SentenceRecord
+from index.store import ChunkRecord, SentenceRecord, Snapshot
 from service.answer.compose import format_published
 from service.config import Settings
 from service.schemas import AnswerSentence, Citation, SentenceCitation, SourceSpan, Support
 from service.support import SupportChecker, SupportLabel, SupportResult
+from service.support.facts import (
+    claim_text,
+    is_framing,
+    is_instruction,
+    missing_facts,
+    strip_list_marker,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +126,7 @@ class Generator(Protocol):
 
     name: str
 
-    def generate(self, question: str, chunks: Sequence[ChunkRecord], snapshot: IndexSnapshot,
+    def generate(self, question: str, chunks: Sequence[ChunkRecord], snapshot: Snapshot,
                  checker: SupportChecker) -> GeneratedAnswer | None:
         """A verified answer, or ``None`` when nothing usable came back."""
         ...
@@ -153,7 +166,10 @@ def split_sentences(text: str) -> list[tuple[str, list[int]]]:
     if heading is not None and heading.start() > 0:
         text = text[: heading.start()]  # a model-made source list duplicates ours
     out = []
-    for match in _SENTENCE.finditer(text):
+    # One line at a time: a list item without a full stop is still a sentence of its own, and
+    # its marker ("1.", "-") is not part of the claim.
+    lines = [strip_list_marker(line) for line in text.splitlines()]
+    for match in (m for line in lines for m in _SENTENCE.finditer(line)):
         raw = match.group(0)
         numbers = [int(n) for group in _MARKERS.findall(raw) for n in re.findall(r"\d+", group)]
         claim = re.sub(r"\s+", " ", _MARKERS.sub("", raw)).strip()
@@ -179,7 +195,7 @@ class LLMGenerator:
             {"role": "user", "content": f"{fence_passages(chunks)}\n\nQuestion: {question}"},
         ]
 
-    def generate(self, question: str, chunks: Sequence[ChunkRecord], snapshot: IndexSnapshot,
+    def generate(self, question: str, chunks: Sequence[ChunkRecord], snapshot: Snapshot,
                  checker: SupportChecker) -> GeneratedAnswer | None:
         """Ask the upstream model, verify its sentences, or ``None`` to fall back."""
         if not chunks:
@@ -194,21 +210,29 @@ class LLMGenerator:
             logger.warning("LLM generator falls back to extractive: no supported sentence")
         return result
 
-    def verify(self, raw: str, chunks: Sequence[ChunkRecord], snapshot: IndexSnapshot,
+    def verify(self, raw: str, chunks: Sequence[ChunkRecord], snapshot: Snapshot,
                checker: SupportChecker) -> GeneratedAnswer | None:
         """Resolve markers to passage sentences, check support, drop or flag the rest."""
-        sentences = split_sentences(raw)
-        table = _SentenceTexts(snapshot)
         dropped: list[tuple[str, str]] = []
+        sentences = []
+        for claim, numbers in split_sentences(raw):
+            if is_framing(claim):
+                dropped.append((claim, "framing, not a claim"))
+            else:
+                sentences.append((claim, numbers))
+        judged = [claim_text(claim) for claim, _ in sentences]
+        table = _SentenceTexts(snapshot)
+        # A passage that tries to instruct the model is not evidence for anything.
+        refused = {n for n, chunk in enumerate(chunks, start=1) if is_instruction(chunk.text)}
         # For each (sentence, valid marker): the passage sentence that best supports the claim.
         candidate_pairs: list[tuple[str, list[str]]] = []
         candidate_keys: list[tuple[int, int, int]] = []  # (sentence index, marker, row)
-        for i, (claim, numbers) in enumerate(sentences):
+        for i, (_, numbers) in enumerate(sentences):
             for number in numbers:
-                if not 1 <= number <= len(chunks):
+                if not 1 <= number <= len(chunks) or number in refused:
                     continue
                 for record in table.records(chunks[number - 1].row_id):
-                    candidate_pairs.append((claim, [table.text[record.row]]))
+                    candidate_pairs.append((judged[i], [table.text[record.row]]))
                     candidate_keys.append((i, number, record.row))
         results = checker.check_many(candidate_pairs) if candidate_pairs else []
         best: dict[tuple[int, int], tuple[int, SupportResult]] = {}
@@ -221,7 +245,7 @@ class LLMGenerator:
         chosen: list[list[tuple[int, int, SupportResult]]] = []  # (marker, row, own result)
         joint_pairs: list[tuple[str, list[str]]] = []
         joint_index: dict[int, int] = {}
-        for i, (claim, numbers) in enumerate(sentences):
+        for i, (_, numbers) in enumerate(sentences):
             picks = []
             seen_rows: set[int] = set()
             for number in numbers:
@@ -232,7 +256,7 @@ class LLMGenerator:
             chosen.append(picks)
             if len(picks) > 1:
                 joint_index[i] = len(joint_pairs)
-                joint_pairs.append((claim, [table.text[row] for _, row, _ in picks]))
+                joint_pairs.append((judged[i], [table.text[row] for _, row, _ in picks]))
         joint = checker.check_many(joint_pairs) if joint_pairs else []
 
         parts: list[str] = []
@@ -243,14 +267,21 @@ class LLMGenerator:
         supported = 0
         for i, (claim, numbers) in enumerate(sentences):
             picks = chosen[i]
+            facts: list[str] = []
             if not picks:
                 verdict: SupportLabel = SupportLabel.UNSUPPORTED
-                why = "no citation" if not numbers else "citation numbers name no passage"
+                why = ("no citation" if not numbers
+                       else "cites only passages that carry instructions" if set(numbers) & refused
+                       else "citation numbers name no passage")
             else:
                 result = joint[joint_index[i]] if i in joint_index else picks[0][2]
                 verdict = result.label
-                why = "; ".join(result.reasons) or "unsupported by its quotes"
-            if verdict == SupportLabel.UNSUPPORTED:
+                why = "; ".join(result.reasons) or f"{verdict.value} by its quotes"
+                facts = missing_facts(judged[i], table.evidence([row for _, row, _ in picks]))
+                if facts:
+                    verdict = SupportLabel.UNSUPPORTED
+                    why = "; ".join(f"{fact} not in its cited evidence" for fact in facts)
+            if verdict != SupportLabel.SUPPORTED:
                 dropped.append((claim, why))
                 if self.unsupported == "drop":
                     continue
@@ -258,6 +289,9 @@ class LLMGenerator:
                 supported += 1
             sentence_citations = []
             for number, row, result in picks:
+                if facts:
+                    result = SupportResult(SupportLabel.UNSUPPORTED,
+                                           min(result.score, 0.05), tuple(facts))
                 if row not in citation_of_row:
                     citation_of_row[row] = len(citations) + 1
                     citations.append(_citation(citation_of_row[row], chunks[number - 1], row,
@@ -272,7 +306,7 @@ class LLMGenerator:
                 position += 1
             out_sentences.append(AnswerSentence(
                 start=position, end=position + len(text), citations=sentence_citations,
-                flagged=verdict == SupportLabel.UNSUPPORTED))
+                flagged=verdict != SupportLabel.SUPPORTED))
             parts.append(text)
             position += len(text)
         for claim, why in dropped:
@@ -303,16 +337,29 @@ class LLMGenerator:
 class _SentenceTexts:
     """Sentence records and texts of the chunks an answer cites, read on demand."""
 
-    def __init__(self, snapshot: IndexSnapshot) -> None:
+    def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
         self.by_row: dict[int, SentenceRecord] = {}
         self.text: dict[int, str] = {}
         self._documents: dict[str, str] = {}
+        self._chunk_rows: dict[int, list[int]] = {}
+
+    def evidence(self, rows: Sequence[int]) -> list[str]:
+        """The quoted sentences, each with the sentence before it in its chunk (which often
+        names whom a quote's pronoun means)."""
+        texts: list[str] = []
+        for row in rows:
+            siblings = self._chunk_rows.get(row, [row])
+            at = siblings.index(row)
+            texts.extend(self.text[r] for r in siblings[max(0, at - 1): at + 1])
+        return list(dict.fromkeys(texts))
 
     def records(self, chunk_row: int) -> list[SentenceRecord]:
         """The sentences stored with a chunk, remembered with their texts."""
         records = self.snapshot.chunk_sentences(chunk_row)
+        ordered = [r.row for r in sorted(records, key=lambda r: (r.doc_id, r.start))]
         for record in records:
+            self._chunk_rows[record.row] = ordered
             if record.doc_id not in self._documents:
                 self._documents[record.doc_id] = self.snapshot.document(record.doc_id)["text"]
             self.by_row[record.row] = record
@@ -320,7 +367,7 @@ class _SentenceTexts:
         return records
 
 
-def _citation(number: int, chunk: ChunkRecord, row: int, snapshot: IndexSnapshot,
+def _citation(number: int, chunk: ChunkRecord, row: int, snapshot: Snapshot,
               table: _SentenceTexts) -> Citation:
     record = table.by_row[row]
     meta = snapshot.document_meta(record.doc_id)

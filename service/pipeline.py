@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from index.embedding import Embedder
 from index.retrieve import Passage, search
-from index.store import Filters, IndexSnapshot
+from index.store import Filters, Snapshot
 from service.answer.compose import Composed, claims, compose
 from service.answer.decide import AbstainReason, Decision, DecisionModel, decide
 from service.answer.question import answer_type_of
@@ -50,7 +50,7 @@ class Outcome:
 class AskPipeline:
     """The answering core over one index snapshot (the caller keeps the snapshot live)."""
 
-    snapshot: IndexSnapshot
+    snapshot: Snapshot
     embedder: Embedder
     reader: SpanReader
     model: DecisionModel
@@ -115,7 +115,9 @@ class AskPipeline:
         results = self.checker.check_many(claims(composed))
         composed.sentences = [
             AnswerSentence(start=s.start, end=s.end, citations=[SentenceCitation(
-                id=number, support=Support(label=r.label.value, score=round(float(r.score), 4)))])
+                id=number, support=Support(
+                    label=r.label.value, score=round(float(r.score), 4),
+                    basis="verbatim" if "verbatim in quote" in r.reasons else "checker"))])
             for s, number, r in zip(composed.sentences, composed.cited, results, strict=True)]
         return composed
 
@@ -132,7 +134,7 @@ def _abstain_message(decision: Decision) -> str:
 class _DocumentTexts:
     """Document texts read at most once per question."""
 
-    def __init__(self, snapshot: IndexSnapshot) -> None:
+    def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
         self._text = lru_cache(maxsize=32)(lambda doc_id: snapshot.document(doc_id)["text"])
 

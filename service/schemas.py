@@ -2,9 +2,55 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from datetime import date
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+# The request contract says what the validation does, so that a request the OpenAPI schema
+# allows is accepted and one it forbids is refused (schemathesis checks both directions).
+
+_YEAR_OR_MONTH = r"^(?!0000)\d{4}(-(0[1-9]|1[0-2]))?$"
+
+
+def _calendar_date(value: str) -> str:
+    """A year, a year and month, or a real calendar day (2023-02-30 is refused)."""
+    if re.fullmatch(_YEAR_OR_MONTH, value):
+        return value
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        try:
+            date.fromisoformat(value)
+            return value
+        except ValueError:
+            pass
+    raise ValueError("must be a date: YYYY, YYYY-MM or YYYY-MM-DD (a real calendar day)")
+
+
+#: ``YYYY``, ``YYYY-MM`` or a calendar date; the schema says the same (``format: date``).
+PublishedDate = Annotated[str, AfterValidator(_calendar_date), WithJsonSchema({
+    "anyOf": [{"type": "string", "pattern": _YEAR_OR_MONTH},
+              {"type": "string", "format": "date"}],
+    "description": "YYYY, YYYY-MM or YYYY-MM-DD (a calendar date)."})]
+
+
+def _integral(value: object) -> object:
+    """An integral JSON number (``38.0``, ``1e1``) as that integer: JSON Schema's
+    ``integer`` includes them. ``38.5``, ``"5"`` and ``true`` are still refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: A character ``clean_question`` keeps: not whitespace (``str.isspace``), not a control,
+#: surrogate or invisible format character. A question needs one.
+#: (Lone surrogates, which the server also drops, are left out: schema tools cannot use a
+#: pattern that names them, and JSON text carries them only as escapes.)
+VISIBLE_CHARACTER = ("[^\\x00-\\x20\\x7f\\x85\\xa0\\u1680\\u2000-\\u200f\\u2028-\\u202f"
+                     "\\u205f-\\u2064\\u3000\\ufeff]")
+
+#: A whole number of things: strict (no strings, no booleans) but integral floats accepted.
+Count = Annotated[int, BeforeValidator(_integral)]
 
 
 class FiltersIn(BaseModel):
@@ -13,11 +59,13 @@ class FiltersIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     outlets: list[str] = Field(default_factory=list, max_length=100)
-    published_from: str | None = Field(
-        default=None, pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$",
+    published_from: PublishedDate | None = Field(
+        default=None,
         description="Inclusive lower bound, YYYY[-MM[-DD]]; a document dated to a month "
         "matches if any day of that month is in range.")
-    published_to: str | None = Field(default=None, pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$")
+    published_to: PublishedDate | None = Field(
+        default=None, description="Inclusive upper bound, YYYY[-MM[-DD]]; not before "
+        "published_from.")
     doc_ids: list[str] = Field(default_factory=list, max_length=1000)
 
 
@@ -26,13 +74,14 @@ class AskRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    # Documented as non-empty; blank (after removing control characters) is refused by the
-    # core with `empty_question`, so the constraint is enforced but not by pydantic.
+    # Blank after removing control and invisible characters is refused by the core with
+    # `empty_question`; the schema says so with a pattern (it needs one visible character).
+    # Its maxLength is the server's setting (written into the OpenAPI schema by the app).
     question: str = Field(description="The question, 1–1000 characters (configurable).",
-                          json_schema_extra={"minLength": 1})
+                          json_schema_extra={"minLength": 1, "pattern": VISIBLE_CHARACTER})
     # strict: "5", 5.0 and true are not silently turned into a number of passages.
-    top_k: int = Field(default=5, ge=1, le=50, strict=True,
-                       description="Passages to retrieve and return.")
+    top_k: Count = Field(default=5, ge=1, le=50, strict=True,
+                         description="Passages to retrieve and return.")
     filters: FiltersIn | None = None
     min_confidence: float | None = Field(
         default=None, ge=0.0, le=1.0, strict=True,
@@ -47,8 +96,8 @@ class SearchRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    query: str = Field(json_schema_extra={"minLength": 1})
-    top_k: int = Field(default=10, ge=1, le=50, strict=True)
+    query: str = Field(json_schema_extra={"minLength": 1, "pattern": VISIBLE_CHARACTER})
+    top_k: Count = Field(default=10, ge=1, le=50, strict=True)
     filters: FiltersIn | None = None
 
 
@@ -64,6 +113,12 @@ class Support(BaseModel):
 
     label: Literal["supported", "partial", "unsupported"]
     score: float = Field(ge=0.0, le=1.0)
+    basis: Literal["verbatim", "checker"] = Field(
+        default="checker",
+        description="`verbatim`: the sentence is the quoted text itself (extractive answers), "
+        "so `supported` only says the quote is exact, not that it answers the question (see "
+        "`confidence` for that); `checker`: the support checker judged a sentence written "
+        "from the quote (LLM answers), `score` being its calibrated probability.")
 
 
 class SentenceCitation(BaseModel):
@@ -203,7 +258,7 @@ class DocumentIn(BaseModel):
     doc_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
     title: str | None = Field(default=None, max_length=500)
     outlet: str | None = Field(default=None, max_length=200)
-    published: str | None = Field(default=None, pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$")
+    published: PublishedDate | None = None
 
 
 class DocumentSummary(BaseModel):

@@ -52,3 +52,25 @@ def seed_index_dir(
     data_dir = tmp_path_factory.mktemp("seed-index")
     IndexWriter(data_dir, real_embedder).apply(add=seed_documents)
     return data_dir
+
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL (the database store): one server per session, a database per test
+
+
+@pytest.fixture(scope="session")
+def postgres_server():  # type: ignore[no-untyped-def]
+    """PostgreSQL 16 + pgvector from the pgserver wheel (skips with the reason if it cannot)."""
+    from tests.postgres import start_server
+
+    server = start_server()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def database_url(postgres_server) -> str:  # type: ignore[no-untyped-def]
+    """The URL of a fresh, empty database."""
+    from tests.postgres import new_database
+
+    return new_database(postgres_server)

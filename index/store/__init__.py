@@ -7,6 +7,8 @@ the rest of the code imports; the ingest pipeline that writes into a store is ``
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from index.store.contract import (
     ChangeSet,
     ChunkReader,
@@ -42,5 +44,17 @@ __all__ = [
     "Store",
     "Transaction",
     "VectorSearch",
+    "open_store",
 ]
+
+
+def open_store(data_dir: Path | str, database_url: str | None = None,
+               index_type: str = "auto") -> Store:
+    """The store the settings name: PostgreSQL when ``database_url`` is set, else the files in
+    ``data_dir`` (``index_type`` applies to those only)."""
+    if database_url:
+        from index.store.postgres import PostgresStore
+
+        return PostgresStore(database_url)
+    return EmbeddedStore(Path(data_dir), index_type)
 

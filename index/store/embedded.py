@@ -15,6 +15,7 @@ source of truth); ``embedded_writer.VersionWriter`` writes the next one.
 
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
 import threading
@@ -32,12 +33,13 @@ from corpus.errors import (
     EmbeddingMismatch,
     IndexCorrupt,
     IndexNotFound,
+    InsufficientStorage,
 )
 from index.embedding import Embedder
 from index.lexical import LexicalIndex
 from index.store.contract import ChunkRecord, Filters, SentenceRecord
 from index.store.embedded_writer import FORMAT_VERSION, VersionWriter
-from index.store.layout import DataDir
+from index.store.layout import CHECKSUM_ALGORITHM, DataDir, damaged_files
 
 
 def _check_model(manifest: dict[str, Any], embedder: Embedder, where: Path) -> None:
@@ -47,6 +49,32 @@ def _check_model(manifest: dict[str, Any], embedder: Embedder, where: Path) -> N
             f"({manifest.get('dimension')}-d) but this process embeds with {embedder.name} "
             f"({embedder.dimension}-d); use the same model, or rebuild the index in a new "
             "data directory"
+        )
+
+
+def _verify_checksums(manifest: dict[str, Any], path: Path, name: str, data_dir: Path) -> None:
+    """Refuse a version whose files differ from what its writer recorded.
+
+    Damage that still parses (bytes overwritten inside the vectors, a same-shaped random
+    matrix, permuted rows) would otherwise change answers silently. Versions written before
+    checksums existed carry none and are opened as before.
+    """
+    checksums = manifest.get("checksums")
+    if checksums is None:
+        return
+    files = checksums.get("files") if isinstance(checksums, dict) else None
+    if (not isinstance(files, dict) or checksums.get("algorithm") != CHECKSUM_ALGORITHM
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())):
+        raise IndexCorrupt(f"index version {name} in {data_dir} has a damaged checksum list in "
+                           "its manifest; rebuild it with `groundqa ingest` in a new data "
+                           "directory")
+    damaged = damaged_files(path, files)
+    if damaged:
+        raise IndexCorrupt(
+            f"index version {name} in {data_dir} is damaged: the checksum of "
+            f"{', '.join(damaged[:5])} does not match its manifest; point "
+            f"{DataDir(data_dir).current_file} at an earlier good version or rebuild the index "
+            "with `groundqa ingest` in a new data directory"
         )
 
 
@@ -85,13 +113,14 @@ class IndexSnapshot:
                 f"no index in {data_dir}: build one with `groundqa ingest corpus/articles` "
                 f"(or POST documents to /v1/documents)"
             )
-        path = layout.version_path(name)
+        path = layout.checked_version_path(name)
         try:
             manifest = json.loads((path / "manifest.json").read_text())
         except FileNotFoundError:
             raise IndexCorrupt(
-                f"index version {name} in {data_dir} is missing its manifest; remove "
-                f"{layout.current_file} and re-run `groundqa ingest`"
+                f"index version {name} in {data_dir} is missing or has no manifest; point "
+                f"{layout.current_file} at a good version in {layout.versions}, or re-run "
+                "`groundqa ingest` into a new data directory"
             ) from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise IndexCorrupt(
@@ -108,8 +137,10 @@ class IndexSnapshot:
             )
         if embedder is not None:
             _check_model(manifest, embedder, data_dir)
+        _verify_checksums(manifest, path, name, data_dir)
         try:
             vectors = faiss.read_index(str(path / "vectors.faiss"))
+            _set_search_effort(vectors)
             lexical = LexicalIndex.load(path / "bm25")
             sentence_vectors = np.load(path / "sentences.npy")
             snapshot = cls(path, manifest, vectors, lexical, sentence_vectors)
@@ -306,6 +337,17 @@ def _limit_query_threads() -> None:
         _query_threads_limited = True
 
 
+_SQLITE_FULL = 13
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    """Whether an error means the file system (or the user's quota) has no room left."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or \
+            "disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 class EmbeddedStore:
     """A data directory of immutable versions: the ``contract.Store`` on one machine."""
 
@@ -326,9 +368,29 @@ class EmbeddedStore:
     def transaction(self, embedder: Embedder,
                     wait_seconds: float = 0.0) -> Iterator[VersionWriter]:
         """Hold the writer lock and open the live version as the base of the next one."""
-        with self.layout.writer_lock(wait_seconds):
-            self.layout.versions.mkdir(parents=True, exist_ok=True)
-            self.layout.remove_temporaries()
-            current = self.layout.current_version()
-            base = self.open(embedder, current) if current is not None else None
-            yield VersionWriter(self.layout, embedder, base, self.index_type)
+        try:
+            with self.layout.writer_lock(wait_seconds):
+                self.layout.versions.mkdir(parents=True, exist_ok=True)
+                self.layout.remove_temporaries()
+                current = self.layout.current_version()
+                base = self.open(embedder, current) if current is not None else None
+                yield VersionWriter(self.layout, embedder, base, self.index_type)
+        except (OSError, sqlite3.OperationalError) as exc:
+            # The writer has already removed its unfinished version; the live one is untouched.
+            if not _is_disk_full(exc):
+                raise
+            raise InsufficientStorage(
+                f"the disk holding {self.layout.root} is full ({exc}); no new index version "
+                "was written and the live one is unchanged: free some space (a new version "
+                "needs about as much as the live one, `groundqa index info` shows its size) "
+                "and try again"
+            ) from exc
+
+
+def _set_search_effort(vectors: faiss.Index) -> None:
+    """Give an HNSW index the search effort its size needs (versions written before too)."""
+    from index.store.embedded_writer import hnsw_ef_search
+
+    inner = faiss.downcast_index(vectors.index) if hasattr(vectors, "index") else vectors
+    if isinstance(inner, faiss.IndexHNSW):
+        inner.hnsw.efSearch = hnsw_ef_search(int(vectors.ntotal))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from corpus.text.numbers import find_numbers, same_quantity
-from index.store import IndexSnapshot, SentenceRecord
+from index.store import SentenceRecord, Snapshot
 from service.answer.decide import Candidate, Decision, same_answer
 from service.schemas import (
     AnswerSentence,
@@ -74,7 +74,7 @@ class Composed:
     cited: list[int]  # the citation id of each sentence, in order
 
 
-def quote_for(candidate: Candidate, snapshot: IndexSnapshot,
+def quote_for(candidate: Candidate, snapshot: Snapshot,
               document_text: Callable[[str], str]) -> Quote:
     """The stored sentence containing the span (the chunk itself if none holds it whole)."""
     chunk = candidate.passage.chunk
@@ -91,7 +91,7 @@ def quote_for(candidate: Candidate, snapshot: IndexSnapshot,
     return Quote(candidate, chunk.doc_id, start, end, text[start:end], span_start, span_end)
 
 
-def _citation(number: int, quote: Quote, snapshot: IndexSnapshot) -> Citation:
+def _citation(number: int, quote: Quote, snapshot: Snapshot) -> Citation:
     meta = snapshot.document_meta(quote.doc_id)
     return Citation(
         id=number, doc_id=quote.doc_id, title=meta["title"], outlet=meta["outlet"],
@@ -132,7 +132,7 @@ def disagreeing(decision: Decision) -> Candidate | None:
     return None
 
 
-def compose(decision: Decision, snapshot: IndexSnapshot, document_text: Callable[[str], str],
+def compose(decision: Decision, snapshot: Snapshot, document_text: Callable[[str], str],
             abstain_message: str) -> Composed:
     """Answer text, sentences, citations, conflicts and the short answer of a decision."""
     if not decision.answerable or decision.best is None:

@@ -14,14 +14,23 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import BaseRoute
 
 from corpus.errors import GroundQAError
 from service.config import Settings
 from service.core import QAService
-from service.http.deps import has_valid_key, needs_key
+from service.http.contract import HeadAsGet, install_openapi
+from service.http.deps import OPEN_PATHS, has_valid_key, needs_key
+from service.http.docs import mount_api_docs
 from service.http.errors import EXCEPTION_HANDLERS, error_response
-from service.http.limits import AnswerConcurrency, RequestLimits, body_limit
-from service.http.metrics import Metrics
+from service.http.limits import (
+    AnswerSlots,
+    RequestLimits,
+    SlowReaders,
+    answer_slot_limit,
+    body_limit,
+)
+from service.http.metrics import Metrics, method_label, route_label
 from service.http.routes import ask, chat, documents, ops, search, web
 from service.http.startup import OneLineStartupFailure
 from service.http.web import mount_static
@@ -51,15 +60,29 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
         version="0.1.0",
         summary="Answers from news articles, every sentence backed by a checkable citation.",
         lifespan=lifespan,
+        # /docs and /redoc come from service/http/docs.py, with assets served locally.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    # Held by routes around the computation of an answer only (routes/ask.py, search, chat).
+    app.state.answer_slots = AnswerSlots(answer_slot_limit(settings))
     app.add_middleware(OneLineStartupFailure)
-    # Added before the guard below, so it runs inside it: auth first, then body limits.
-    # Not with an LLM writer: then an answer mostly waits on the network, not on the CPU.
-    app.add_middleware(AnswerConcurrency, limit=0 if settings.llm_base_url
-                       else settings.max_concurrent_answers)
+    # Added before the guard below, so it runs inside it: auth first, then the body is read
+    # whole (size limit, deadline) before any route or answer slot sees the request.
     app.add_middleware(RequestLimits, settings=settings)
+
+    known_routes: list[BaseRoute] = []  # filled on the first request, once all are added
+
+    def count(request: Request, status: int, started: float) -> None:
+        """Count a request under bounded labels: route template, method, status."""
+        if not known_routes:
+            known_routes.extend([*app.router.routes,
+                                 *(route for router in ROUTERS for route in router.routes)])
+        label = route_label(request.scope, known_routes)
+        metrics.requests.labels(label, method_label(request.method), str(status)).inc()
+        metrics.latency.labels(label).observe(time.perf_counter() - started)
 
     @app.middleware("http")
     async def guard(request: Request,
@@ -69,7 +92,7 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
         route = request.url.path
         if needs_key(settings, route, request.method) and \
                 not has_valid_key(settings, request.headers.get("authorization", "")):
-            metrics.requests.labels(route, request.method, "401").inc()
+            count(request, 401, started)
             return error_response(401, "unauthorized",
                                   "a valid API key is required: send "
                                   "'Authorization: Bearer <key>'",
@@ -80,17 +103,14 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
             try:
                 too_big = int(length) > limit
             except ValueError:
+                count(request, 400, started)
                 return error_response(400, "bad_request", "invalid Content-Length header")
             if too_big:
-                metrics.requests.labels(route, request.method, "413").inc()
+                count(request, 413, started)
                 return error_response(413, "body_too_large",
                                       f"request body is {length} bytes; the limit is {limit}")
         response = await call_next(request)
-        elapsed = time.perf_counter() - started
-        template = request.scope.get("route")
-        label = getattr(template, "path", "other")
-        metrics.requests.labels(label, request.method, str(response.status_code)).inc()
-        metrics.latency.labels(label).observe(elapsed)
+        count(request, response.status_code, started)
         return response
 
     if settings.cors_origins:
@@ -98,9 +118,16 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
                            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
                            allow_headers=["Authorization", "Content-Type"])
 
+    # Outside the guard: a HEAD is checked (key, metrics) and served as the GET it mirrors.
+    app.add_middleware(HeadAsGet)
+    # Outermost: every response write, whichever layer makes it, is bounded in time.
+    app.add_middleware(SlowReaders, timeout=settings.send_timeout_seconds)
+    install_openapi(app, settings, OPEN_PATHS)
+
     for error_class, handler in EXCEPTION_HANDLERS:
         app.add_exception_handler(error_class, handler)
     for router in ROUTERS:
         app.include_router(router)
     mount_static(app)
+    mount_api_docs(app)
     return app

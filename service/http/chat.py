@@ -28,6 +28,7 @@ from service.http.chat_schemas import (
     GroundQAResult,
 )
 from service.http.errors import in_band_error
+from service.http.limits import AnswerSlots
 from service.http.metrics import Metrics
 from service.http.sse import run_with_progress, sse_event, sse_response, text_pieces
 from service.rewrite import Rewrite, rewrite_followup
@@ -116,8 +117,15 @@ def groundqa_result(result: AskResponse, rewrite: Rewrite) -> GroundQAResult:
 
 
 def searched_line(rewrite: Rewrite) -> str:
-    """The "Searched for" line shown above an answer to a rewritten follow-up."""
-    return f"*Searched for: {rewrite.standalone}*\n\n" if rewrite.rewritten else ""
+    """The "Searched for" line shown above an answer to a rewritten follow-up; the question
+    comes from the user (or the LLM rewriter), so it is escaped like article text."""
+    return f"*Searched for: {_markdown_text(rewrite.standalone)}*\n\n" if rewrite.rewritten \
+        else ""
+
+
+def answer_slots(request: Request) -> AnswerSlots | None:
+    """The app's answer slots (``None`` for an app that keeps none)."""
+    return getattr(request.app.state, "answer_slots", None)
 
 
 def observe(request: Request, result: AskResponse) -> None:
@@ -127,8 +135,17 @@ def observe(request: Request, result: AskResponse) -> None:
         metrics.observe_outcome(result)
 
 
+def check_length(text: str, limit: int) -> None:
+    """Refuse a question over ``limit`` characters as sent (the OpenAPI ``maxLength``), not
+    only after whitespace is collapsed: the schema and the server must agree."""
+    if len(text) > limit:
+        raise InvalidRequest(f"the question is {len(text)} characters long; the limit is {limit}")
+
+
 def precheck(svc: QAService, body: AskRequest) -> None:
-    """Refuse a bad request before a stream starts, so it still gets a JSON 4xx."""
+    """Refuse a bad request before a stream starts (or a slot is taken), so it still gets a
+    JSON 4xx at once."""
+    check_length(body.question, svc.settings.max_question_chars)
     clean_question(body.question, svc.settings.max_question_chars)
     if not 1 <= body.top_k <= svc.settings.max_top_k:
         raise InvalidRequest(f"top_k must be between 1 and {svc.settings.max_top_k}")
@@ -163,7 +180,8 @@ async def chat_events(svc: QAService, request: Request, ask: AskRequest, rewrite
         yield chunk(Delta(content=searched_line(rewrite)))
     try:
         result: AskResponse | None = None
-        async for kind, value in run_with_progress(lambda report: svc.ask(ask)):
+        async for kind, value in run_with_progress(lambda report: svc.ask(ask),
+                                                   answer_slots(request)):
             if kind == "result":
                 result = value
     except Exception as exc:  # the stream has started: report in-band, as OpenAI does
@@ -191,7 +209,7 @@ async def _ask_events(svc: QAService, body: AskRequest, request: Request) -> Asy
 
     try:
         result: AskResponse | None = None
-        async for kind, value in run_with_progress(work):
+        async for kind, value in run_with_progress(work, answer_slots(request)):
             if kind == "progress":
                 yield sse_event({"passages": [p.model_dump() for p in value]}, "passages")
             else:

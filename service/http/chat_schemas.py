@@ -12,7 +12,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.schemas import AnswerSentence, Citation, Conflict, FiltersIn, ShortAnswer
+from service.schemas import (
+    VISIBLE_CHARACTER,
+    AnswerSentence,
+    Citation,
+    Conflict,
+    Count,
+    FiltersIn,
+    ShortAnswer,
+)
 
 MODEL_ID = "groundqa"
 
@@ -47,9 +55,20 @@ class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(default=MODEL_ID, description="Any value; echoed back.")
-    messages: list[ChatMessage] = Field(min_length=1, max_length=200)
-    stream: bool = False
-    top_k: int = Field(default=5, ge=1, le=50, description="groundqa extension: passages.")
+    # The schema says what the server needs: a user message with visible text.
+    messages: list[ChatMessage] = Field(min_length=1, max_length=200, json_schema_extra={
+        "contains": {"type": "object", "required": ["role", "content"], "properties": {
+            "role": {"const": "user"},
+            "content": {"anyOf": [
+                {"type": "string", "pattern": VISIBLE_CHARACTER},
+                {"type": "array", "contains": {
+                    "type": "object", "required": ["type", "text"], "properties": {
+                        "type": {"const": "text"},
+                        "text": {"type": "string", "pattern": VISIBLE_CHARACTER}}}}]}}}})
+    # strict, as in /v1/ask: "5" or "true" are refused, not read as a number or a flag.
+    stream: bool = Field(default=False, strict=True)
+    top_k: Count = Field(default=5, ge=1, le=50, strict=True,
+                         description="groundqa extension: passages.")
     filters: FiltersIn | None = Field(default=None, description="groundqa extension.")
     min_confidence: float | None = Field(
         default=None, ge=0.0, le=1.0, strict=True,

@@ -1,5 +1,10 @@
-"""What routes are handed: the service, the settings, the metrics (``Annotated`` aliases), and
-the API-key check the app's guard applies to every route but the open ones."""
+"""What routes are handed: the service, the settings, the metrics, the answer slots
+(``Annotated`` aliases), and the API-key check the app's guard applies to every route but the
+open ones.
+
+The getters are ``async``: FastAPI runs a plain ``def`` dependency in a worker thread, so every
+request would need a free thread just to look these up.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from fastapi import Depends, Request
 
 from service.config import Settings
 from service.core import QAService
+from service.http.limits import AnswerSlots
 from service.http.metrics import Metrics
 from service.http.web import OPEN_PREFIXES
 
@@ -18,24 +24,30 @@ from service.http.web import OPEN_PREFIXES
 OPEN_PATHS = frozenset({"/healthz", "/"})
 
 
-def get_service(request: Request) -> QAService:
+async def get_service(request: Request) -> QAService:
     """The QAService built in the lifespan (or handed to ``create_app``)."""
     return request.app.state.service  # type: ignore[no-any-return]
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The settings the app was built with."""
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     """The app's Prometheus metrics."""
     return request.app.state.metrics  # type: ignore[no-any-return]
+
+
+async def get_answer_slots(request: Request) -> AnswerSlots:
+    """The slots that bound how many answers are computed at once."""
+    return request.app.state.answer_slots  # type: ignore[no-any-return]
 
 
 Service = Annotated[QAService, Depends(get_service)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
 AppMetrics = Annotated[Metrics, Depends(get_metrics)]
+Slots = Annotated[AnswerSlots, Depends(get_answer_slots)]
 
 
 def needs_key(settings: Settings, path: str, method: str) -> bool:

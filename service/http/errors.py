@@ -26,6 +26,7 @@ from corpus.errors import (
     IndexBusy,
     IndexCorrupt,
     IndexNotFound,
+    InsufficientStorage,
     InvalidRequest,
     ModelNotFound,
 )
@@ -45,6 +46,7 @@ STATUS_BY_ERROR: dict[type[GroundQAError], int] = {
     EmptyQuestion: 422,
     InvalidRequest: 422,
     IndexBusy: 409,
+    InsufficientStorage: 507,
 }
 
 #: Codes of the HTTP errors Starlette raises itself (unknown path, wrong method, ...).
@@ -152,9 +154,12 @@ def allowed_methods(request: Request) -> set[str]:
     (the static files) answer any method and report their own 405s, so they are left out.
     """
     routes = [r for r in request.app.router.routes if not isinstance(r, Mount)]
-    return {method for method in _METHODS
-            if any(r.matches({**request.scope, "method": method})[0] == Match.FULL
-                   for r in routes)}
+    methods = {method for method in _METHODS
+               if any(r.matches({**request.scope, "method": method})[0] == Match.FULL
+                      for r in routes)}
+    if "GET" in methods:
+        methods.add("HEAD")  # answered as GET (service/http/contract.py)
+    return methods
 
 
 async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:

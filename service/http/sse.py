@@ -12,6 +12,8 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
+from service.http.limits import AnswerSlots
+
 P = TypeVar("P")
 R = TypeVar("R")
 
@@ -45,11 +47,13 @@ def text_pieces(text: str, words: int = 3) -> Iterator[str]:
 
 
 async def run_with_progress(
-    work: Callable[[Callable[[P], None]], R],
+    work: Callable[[Callable[[P], None]], R], slots: AnswerSlots | None = None,
 ) -> AsyncIterator[tuple[Literal["progress", "result"], Any]]:
     """Run blocking ``work(report)`` in a thread; yield what it reports, then its result.
 
-    ``report`` may be called from the worker thread; exceptions of ``work`` propagate.
+    ``report`` may be called from the worker thread; exceptions of ``work`` propagate. With
+    ``slots`` the work waits for an answer slot and gives it back as soon as it is done, not
+    when the client has read everything (a client that stops reading keeps no slot).
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[P] = asyncio.Queue()
@@ -57,7 +61,8 @@ async def run_with_progress(
     def report(item: P) -> None:
         loop.call_soon_threadsafe(queue.put_nowait, item)
 
-    task = asyncio.ensure_future(run_in_threadpool(work, report))
+    task = asyncio.ensure_future(slots.run(work, report) if slots is not None
+                                 else run_in_threadpool(work, report))
     try:
         while True:
             getter = asyncio.ensure_future(queue.get())

@@ -11,7 +11,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corpus.errors import EmbeddingMismatch, IndexNotFound
-from index.store import DataDir, IndexSnapshot
+from index.store import Store, open_store
 from service.config import Settings
 
 MINILM_DIMENSION = 384  # all-MiniLM-L6-v2; the lifespan re-checks against the loaded model
@@ -40,23 +40,34 @@ def check_index(settings: Settings) -> str | None:
     Raises ``IndexNotFound``, ``IndexCorrupt`` or ``EmbeddingMismatch`` with a message that says
     what to do. Returns None when there is no index and the configured choice is to start empty.
     """
-    layout = DataDir(settings.data_dir)
-    if layout.current_version() is None:
+    # The files in GROUNDQA_DATA_DIR, or the database of GROUNDQA_DATABASE_URL.
+    store = open_store(settings.data_dir, settings.database_url)
+    where = settings.data_dir if not settings.database_url else "the database"
+    try:
+        return _check_store(settings, store, where)
+    finally:
+        close = getattr(store, "close", None)
+        if close is not None:
+            close()
+
+
+def _check_store(settings: Settings, store: Store, where: object) -> str | None:
+    if store.current_version() is None:
         if settings.on_missing_index == "empty":
             return None
         raise IndexNotFound(
-            f"no index in {settings.data_dir}: build it with `groundqa ingest corpus/articles`, "
+            f"no index in {where}: build it with `groundqa ingest corpus/articles`, "
             "or set GROUNDQA_ON_MISSING_INDEX=empty to start with an empty index"
         )
-    snapshot = IndexSnapshot.open(settings.data_dir)
+    snapshot = store.open()
     model, dimension = _expected_model(settings.embedder)
     built = (snapshot.manifest.get("model"), snapshot.manifest.get("dimension"))
     if built != (model, dimension):
         raise EmbeddingMismatch(
-            f"the index in {settings.data_dir} was built with {built[0]} ({built[1]}-d) but "
-            f"this server embeds with {model} ({dimension}-d); point GROUNDQA_DATA_DIR at an "
-            "index built with that model, or rebuild it with `groundqa ingest` in a new data "
-            "directory"
+            f"the index in {where} was built with {built[0]} ({built[1]}-d) but "
+            f"this server embeds with {model} ({dimension}-d); point GROUNDQA_DATA_DIR (or "
+            "GROUNDQA_DATABASE_URL) at an index built with that model, or rebuild it with "
+            "`groundqa ingest` in a new data directory"
         )
     return snapshot.version
 

@@ -1,5 +1,14 @@
 """Support checking: is an answer sentence (claim) supported by the quote(s) it cites?
 
+The service uses the **trained** checker (``SupportChecker.shipped()``): all-MiniLM-L6-v2
+fine-tuned as a cross-encoder (``cross_encoder.py``, int8 ONNX in ``models/checker/``) whose
+logit is combined with structural features (``structure.py``: anchors together in one
+sentence, number context, dropped hedges, negation) in one calibrated logistic model
+(``calibrated.py``); ``groundqa train checker`` reproduces both. Hard rules for generated
+sentences (facts that must be in the cited evidence, framing lines, instructions inside
+passages) are in ``facts.py``. When the model files are missing the checker says so and
+falls back to the lexical model below.
+
 Three logistic models over hand-made features (weights in ``support_weights.json``, fitted on
 WiCE dev by ``python -m eval.checker --wice ../shared/datasets/wice --fit``):
 

@@ -8,15 +8,20 @@ makes the claim unsupported.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from service.support.analysis import AnalysedText, analyse, strip_attribution
+from service.support.calibrated import TrainedSupport
 from service.support.features import LexicalFeatures, embedding_features, lexical_features
 from service.support.model import SupportModels, packaged_models
 from service.support.verdict import SupportLabel, SupportResult, SupportThresholds
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from index.embedding import Embedder
@@ -35,6 +40,10 @@ class SupportChecker:
     - ``"embedding"`` (``embedder`` given, or vectors passed to ``check``): adds the sentence
       cosine. Kept for comparison; it does not beat the lexical model on WiCE.
 
+    - ``"trained"`` (``trained`` given; what ``SupportChecker.shipped()`` builds and the
+      service uses): the fine-tuned cross-encoder plus structural features, calibrated
+      (``calibrated.py``); a verbatim quote is still supported without running it.
+
     eval/ adds a third, token alignment, by overriding ``mode`` and ``_extra_features``
     (``AlignmentChecker`` in ``eval/checker_alignment.py``). ``thresholds`` overrides the fitted
     thresholds of whichever model is used.
@@ -45,14 +54,28 @@ class SupportChecker:
         embedder: Embedder | None = None,
         thresholds: SupportThresholds | None = None,
         models: SupportModels | None = None,
+        trained: TrainedSupport | None = None,
     ) -> None:
         self.embedder = embedder
         self.models = models or packaged_models()
         self._thresholds = thresholds
+        self.trained = trained
+
+    @classmethod
+    def shipped(cls, threads: int | None = None) -> SupportChecker:
+        """The trained checker of ``models/checker/``; the lexical one, with a warning, when
+        that model is missing (e.g. a source checkout without the model files)."""
+        trained = _shipped_trained(threads)
+        if trained is None:
+            logger.warning("trained support checker not found in service/support/models/"
+                           "checker (run `groundqa train checker`); using the lexical checker")
+        return cls(trained=trained)
 
     @property
     def mode(self) -> str:
-        """The model ``check`` uses: ``"embedding"`` or ``"lexical"``."""
+        """The model ``check`` uses: ``"trained"``, ``"embedding"`` or ``"lexical"``."""
+        if self.trained is not None:
+            return "trained"
         if self.embedder is not None and self.models.embedding is not None:
             return "embedding"
         return "lexical"
@@ -65,6 +88,9 @@ class SupportChecker:
         """The thresholds in force for ``mode`` ("lexical", "embedding" or "alignment")."""
         if self._thresholds is not None:
             return self._thresholds
+        if mode == "trained" and self.trained is not None:
+            return SupportThresholds(supported=self.trained.threshold,
+                                     partial=self.trained.partial, binary=self.trained.threshold)
         return self.models.for_mode(mode)[1]
 
     def features(
@@ -100,10 +126,14 @@ class SupportChecker:
         ``claim_vector`` / ``quote_vectors`` (unit vectors, quotes in order) skip the embedding
         call; they should embed the claim as given (attribution prefixes barely move MiniLM).
         """
+        if self.trained is not None:
+            return self._check_trained([(claim, quotes)])[0]
         return self._check(claim, quotes, claim_vector, quote_vectors)
 
     def check_many(self, pairs: Sequence[tuple[str, Sequence[str]]]) -> list[SupportResult]:
         """Check several (claim, quotes) pairs with a single batched embedding call."""
+        if self.trained is not None:
+            return self._check_trained(pairs)
         if self.embedder is None or self.models.embedding is None:
             return [self.check(claim, quotes) for claim, quotes in pairs]
         plans: list[tuple[str, list[str], list[int]] | None] = []
@@ -132,6 +162,39 @@ class SupportChecker:
         return results
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _check_trained(self, pairs: Sequence[tuple[str, Sequence[str]]]) -> list[SupportResult]:
+        """Label pairs with the trained model, in one batch; verbatim quotes skip the model."""
+        assert self.trained is not None
+        thresholds = self.thresholds_for_mode("trained")
+        results: list[SupportResult | None] = []
+        todo: list[tuple[int, str, list[str], tuple[str, ...]]] = []
+        for index, (claim, quotes) in enumerate(pairs):
+            kept = [q for q in quotes if q and q.strip()]
+            stripped = strip_attribution(claim)
+            claim_t = analyse(stripped)
+            if not kept:
+                results.append(SupportResult(SupportLabel.UNSUPPORTED, 0.0, ("no quote",)))
+                continue
+            if not claim_t.stem_set and not claim_t.numbers:
+                results.append(SupportResult(SupportLabel.UNSUPPORTED, 0.0,
+                                             ("claim has no content",)))
+                continue
+            feats = lexical_features(claim_t, [analyse(q) for q in kept])
+            if feats.verbatim:
+                results.append(SupportResult(SupportLabel.SUPPORTED, 0.99,
+                                             ("verbatim in quote",)))
+                continue
+            results.append(None)
+            todo.append((index, stripped, kept, feats.reasons))
+        if todo:
+            probs = self.trained.probabilities([(claim, kept) for _, claim, kept, _ in todo])
+            for (index, _, _, reasons), p in zip(todo, probs, strict=True):
+                score = round(float(p), 4)
+                results[index] = SupportResult(thresholds.label_for(score), score,
+                                               (f"trained checker P(supported) {score:.2f}",
+                                                *reasons))
+        return [r for r in results if r is not None]
 
     def _extra_features(
         self, stripped: str, claim: str, quotes: Sequence[str]
@@ -219,3 +282,9 @@ def _scatter(vectors: np.ndarray, rows: Sequence[int], chosen: Sequence[int], n:
     if chosen:
         out[list(chosen)] = vectors[list(rows)]
     return out
+
+
+@lru_cache(maxsize=4)
+def _shipped_trained(threads: int | None) -> TrainedSupport | None:
+    """The shipped trained model, loaded once per process (``None`` when missing)."""
+    return TrainedSupport.load(threads=threads)

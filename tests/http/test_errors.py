@@ -25,6 +25,7 @@ from corpus.errors import (
     IndexBusy,
     IndexCorrupt,
     IndexNotFound,
+    InsufficientStorage,
     InvalidRequest,
     ModelNotFound,
 )
@@ -52,6 +53,7 @@ DOMAIN_ERRORS = [
     (InvalidRequest, 422, "invalid_request"),
     (IndexBusy, 409, "index_busy"),
     (ModelNotFound, 503, "model_not_found"),
+    (InsufficientStorage, 507, "insufficient_storage"),
     (GroundQAError, 400, "groundqa_error"),
 ]
 # A request to every operation that reaches the service.
@@ -222,8 +224,9 @@ def test_unknown_paths_and_methods(client: TestClient) -> None:
     assert_error(client.get("/v2/ask"), 404, "not_found")
     response = client.put("/v1/documents")
     assert_error(response, 405, "method_not_allowed")
-    assert response.headers["allow"] == "GET, POST"  # every route at the path, not the first
-    assert client.patch("/v1/documents/x").headers["allow"] == "DELETE, GET"
+    # Every route at the path, not the first; HEAD wherever GET is.
+    assert response.headers["allow"] == "GET, HEAD, POST"
+    assert client.patch("/v1/documents/x").headers["allow"] == "DELETE, GET, HEAD"
     assert client.get("/v1/ask").headers["allow"] == "POST"
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi.testclient import TestClient
 
 from service.core import QAService
-from tests.http.conftest import ARTICLES, AppClient, assert_error
+from tests.http.conftest import API_KEY, ARTICLES, MAX_BODY_BYTES, AppClient, assert_error
 
 # The API's operations: method, path → (operationId, tag). Changing one breaks generated clients.
 OPERATIONS = {
@@ -92,3 +94,29 @@ def test_openapi_operations_are_stable(client: TestClient) -> None:
     assert set(add) == {"application/json", "multipart/form-data"}
     assert "text/event-stream" in schema["paths"]["/v1/ask"]["post"]["responses"]["200"][
         "content"]
+
+
+def test_metrics_labels_stay_bounded_whatever_the_paths(service: QAService,
+                                                        make_client: AppClient) -> None:
+    """401, 413 and 404 responses to made-up paths share one label (they used to add one
+    series per path: 20,000 requests, 20,000 series)."""
+    keyed = make_client(service, api_keys=[API_KEY])
+    for i in range(30):
+        keyed.get(f"/v1/nothing-{i}")                                   # 401, no route
+        keyed.get(f"/v1/documents/doc-{i}")                             # 401, a route
+        keyed.request(f"BREW{i}", f"/made/up/{i}")                      # odd method too
+    open_client = make_client(service)
+    for i in range(30):
+        open_client.get(f"/v1/missing-{i}")                             # 404, no route
+        open_client.post(f"/v1/else-{i}", content=b"x" * (MAX_BODY_BYTES + 1),
+                         headers={"content-type": "application/json"})  # 413, no route
+    for client in (keyed, open_client):
+        text = client.get("/metrics", headers={"Authorization": f"Bearer {API_KEY}"}).text
+        routes = set(re.findall(r'groundqa_requests_total\{[^}]*route="([^"]*)"', text))
+        methods = set(re.findall(r'groundqa_requests_total\{[^}]*method="([^"]*)"', text))
+        assert "unmatched" in routes, routes
+        assert not any(re.search(r"-\d+$|/\d+$", route) for route in routes), routes
+        assert len(routes) <= 4 and methods <= {"GET", "POST", "other"}, (routes, methods)
+    keyed_text = keyed.get("/metrics", headers={"Authorization": f"Bearer {API_KEY}"}).text
+    # A refused request to a real route is counted under that route's template.
+    assert 'method="GET",route="/v1/documents/{doc_id}",status="401"} 30.0' in keyed_text

@@ -1,11 +1,14 @@
 """Schema fuzzing: schemathesis against the service's own OpenAPI document, every route.
 
 Runs the ``st`` CLI (pinned in the dev extras) against a real server on a throwaway copy of
-the seed index, with all checks except ``positive_data_acceptance``: a schema-valid question
-can still be refused for what JSON Schema cannot say (blank after removing control
-characters, over the configurable length), and a schema-valid upload can be an unsupported
-or binary file. Everything else must hold: no 5xx, every status, content type, header and
-body as documented, schema-invalid requests refused, 405s with a correct Allow header.
+the seed index, with all checks except ``positive_data_acceptance``: a schema-valid request
+can still be refused for what JSON Schema cannot say, a date range whose start is after its
+end, or an upload whose content is a binary format (PNG, PDF, …). The schema says everything
+else the server checks (integral ``top_k``, calendar dates, a visible character and the length
+limit of a question, a user message in a chat), so a run with that check reports only those
+two (see README "Threat model and guarantees"). Everything else must hold: no 5xx, every
+status, content type, header and body as documented, schema-invalid requests refused, 405s
+with a correct Allow header.
 Mutating routes do run (POST/DELETE documents), so afterwards the index must still be whole.
 """
 

@@ -7,7 +7,6 @@ import uuid
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from service.http.chat import (
     chat_completion,
@@ -23,7 +22,7 @@ from service.http.chat_schemas import (
     ModelCard,
     ModelList,
 )
-from service.http.deps import Service
+from service.http.deps import Service, Slots
 from service.http.errors import error_responses
 from service.http.sse import sse_response
 from service.schemas import AskRequest
@@ -38,12 +37,15 @@ def list_models() -> ModelList:
 
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion, responses={
-    **error_responses(400, 401, 413, 422, 503),
+    **error_responses(400, 401, 408, 413, 415, 422, 503),
     200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}})
-async def chat_completions(body: ChatCompletionRequest, svc: Service,
+async def chat_completions(body: ChatCompletionRequest, svc: Service, slots: Slots,
                            request: Request) -> ChatCompletion | StreamingResponse:
     """OpenAI-compatible chat: a cited Markdown answer; ``groundqa`` carries the citations."""
-    rewrite = standalone_question(svc, body.messages)
+    # An LLM rewrite is a blocking upstream call: in a worker thread, inside a slot, never on
+    # the event loop (it would stall every request, /healthz included).
+    rewrite = (await slots.run(standalone_question, svc, body.messages)
+               if svc.generator is not None else standalone_question(svc, body.messages))
     ask = AskRequest(question=rewrite.standalone, top_k=body.top_k, filters=body.filters,
                      min_confidence=body.min_confidence)
     precheck(svc, ask)
@@ -52,6 +54,6 @@ async def chat_completions(body: ChatCompletionRequest, svc: Service,
     if body.stream:
         return sse_response(chat_events(svc, request, ask, rewrite, completion_id, created,
                                         body.model))
-    result = await run_in_threadpool(svc.ask, ask)
+    result = await slots.run(svc.ask, ask)
     observe(request, result)
     return chat_completion(result, rewrite, completion_id, created, body.model)

@@ -22,15 +22,20 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses=error_responses(503))
 def readyz(request: Request) -> Response:
-    """Readiness: an index version is loaded."""
+    """Readiness: an index version is loaded ("degraded" when a newer one was refused)."""
     svc: QAService | None = getattr(request.app.state, "service", None)
     if svc is None or not svc.ready:
         return error_response(503, "not_ready", "no index is loaded yet")
     live = svc.live()
     assert live.snapshot is not None
-    return JSONResponse({"status": "ready", "index_version": live.snapshot.version,
-                         "documents": live.snapshot.document_count,
-                         "chunks": live.snapshot.chunk_count})
+    body: dict[str, object] = {"status": "ready", "index_version": live.snapshot.version,
+                               "documents": live.snapshot.document_count,
+                               "chunks": live.snapshot.chunk_count}
+    problem = svc.index_problem
+    if problem is not None:
+        # Still answering from the last good version (so not 503), but an operator must act.
+        body.update(status="degraded", problem={"code": problem.code, "message": problem.message})
+    return JSONResponse(body)
 
 
 @router.get("/metrics", response_class=Response)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.http.deps import Service
+from service.http.chat import check_length
+from service.http.deps import Service, Slots
 from service.http.errors import error_responses
 from service.schemas import SearchRequest, SearchResponse
 
@@ -12,7 +13,8 @@ router = APIRouter(tags=["qa"])
 
 
 @router.post("/v1/search", response_model=SearchResponse,
-             responses=error_responses(400, 401, 404, 413, 415, 422, 503))
-def search(body: SearchRequest, svc: Service) -> SearchResponse:
+             responses=error_responses(400, 401, 404, 408, 413, 415, 422, 503))
+async def search(body: SearchRequest, svc: Service, slots: Slots) -> SearchResponse:
     """Ranked passages (dense, lexical and fused scores) for a query."""
-    return svc.search(body)
+    check_length(body.query, svc.settings.max_question_chars)
+    return await slots.run(svc.search, body)

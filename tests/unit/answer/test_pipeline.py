@@ -110,6 +110,8 @@ def test_short_answer_leads_and_sits_inside_its_quote(index_dir: Path) -> None:
     assert quote.startswith("The governor Karim Rasulov opened")  # one sentence, not the chunk
     assert "Alpha Times (May 2021) reports:" in response.answer
     assert all(s.citations[0].support.label == "supported" for s in response.sentences)
+    # An extractive sentence is the quote itself: the label says so rather than judging it.
+    assert all(s.citations[0].support.basis == "verbatim" for s in response.sentences)
     guarantees(service, response)
 
 

@@ -13,7 +13,7 @@ from eval.bench_cli import app
 from eval.bench_common import corpus_questions, markdown_table, percentiles, uncached
 from eval.bench_scale import clustered_vectors, recall_at_k
 from eval.bench_vectors import grow
-from index.store.embedded_writer import HNSW_EF_SEARCH
+from index.store.embedded_writer import hnsw_ef_search
 
 
 def test_percentiles_and_empty() -> None:
@@ -60,7 +60,7 @@ def test_bench_scale_writes_json_and_markdown(tmp_path: Path) -> None:
     flat = [run for run in report["runs"] if run["index"] == "flat"]
     assert flat[0]["recall@10"] == 1.0
     hnsw = {run["params"]["efSearch"]: run for run in report["runs"] if run["index"] == "hnsw"}
-    assert set(hnsw) == {16, 64, HNSW_EF_SEARCH}
+    assert set(hnsw) == {16, 64, hnsw_ef_search(3000)}
     assert [run["params"]["shipped"] for _, run in sorted(hnsw.items())].count(1) == 1
     assert all(0.0 <= run["recall@10"] <= 1.0 for run in hnsw.values())
     assert (tmp_path / "scale-clustered.md").read_text().startswith("Vector index at scale")

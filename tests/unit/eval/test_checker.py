@@ -132,3 +132,32 @@ def test_token_vector_cache_round_trip(tmp_path: Path) -> None:
     assert again.get("d e").offsets.shape == (2, 2)
     again.ensure(["a b c"])
     assert Encoder.calls == 1
+
+
+def test_report_puts_the_shipped_checker_and_the_baseline_at_the_top(tmp_path: Path) -> None:
+    """Any WiCE-format file: balanced_accuracy and auc at the shipped threshold, the
+    word-coverage baseline beside them, and a reliability plot."""
+    from eval.checker import run_checker_eval
+
+    evidence = ["The bridge over the river opened in 2019 after four years of work.",
+                "The town council paid for it with a loan."]
+    rows = [
+        {"label": "supported", "claim": "The bridge opened in 2019.", "evidence": evidence},
+        {"label": "supported", "claim": "The town council paid for the bridge with a loan.",
+         "evidence": evidence},
+        {"label": "not_supported", "claim": "The bridge opened in 2011 after ten years of work.",
+         "evidence": evidence},
+        {"label": "partially_supported", "claim": "The bridge, paid for by a national grant, "
+         "opened in 2019.", "evidence": evidence},
+    ]
+    claims = tmp_path / "claims.jsonl"
+    claims.write_text("".join(json.dumps({**r, "supporting_sentences": "[]", "meta": {}}) + "\n"
+                              for r in rows))
+    report = run_checker_eval(claims, None, tmp_path / "report", use_model=False)
+    assert 0.0 <= report["balanced_accuracy"] <= 1.0 and 0.0 <= report["auc"] <= 1.0
+    assert report["checker"] == SupportChecker.shipped().mode
+    assert set(report["baseline"]) >= {"balanced_accuracy", "auc", "threshold"}
+    assert report["shipped"]["wice_test"]["n"] == 4
+    saved = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert saved["balanced_accuracy"] == report["balanced_accuracy"]
+    assert (tmp_path / "report" / "reliability.png").stat().st_size > 1000

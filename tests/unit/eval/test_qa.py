@@ -383,8 +383,10 @@ def test_cli_retrieval_and_checker_delegate(
         calls["retrieval"] = (beir_dir, modes, report_dir)
         return {"bm25": {"ndcg@10": 0.5, "recall@100": 0.9}}
 
-    def fake_checker(wice: Path, climate: Path | None, report_dir: Path | None) -> dict:
+    def fake_checker(wice: Path, climate: Path | None, report_dir: Path | None,
+                     use_model: bool = True) -> dict:
         calls["checker"] = (wice, climate, report_dir)
+        calls["checker_compare"] = (use_model,)
         return {"wice": {"balanced_accuracy": 0.7}}
 
     monkeypatch.setitem(
@@ -403,7 +405,9 @@ def test_cli_retrieval_and_checker_delegate(
     wice.write_text("")
     result = runner.invoke(app, ["checker", "--wice", str(wice)])
     assert result.exit_code == 0, result.output
-    assert calls["checker"] == (wice, None, None)
+    assert calls["checker"] == (wice, None, None) and calls["checker_compare"] == (True,)
+    assert runner.invoke(app, ["checker", "--wice", str(wice), "--no-compare"]).exit_code == 0
+    assert calls["checker_compare"] == (False,)
     assert "wice" in result.stdout and "0.700" in result.stdout
 
     assert runner.invoke(app, ["retrieval", "--beir", str(tmp_path / "no")]).exit_code == 2

@@ -6,6 +6,7 @@ its name to ``STORES`` and a branch to the ``store`` fixture.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +19,21 @@ from index.ingest import IndexWriter
 from index.store import ChangeSet, EmbeddedStore, Filters, Snapshot, Store
 from tests.unit.index.sample import ALPHA, BRAVO, CHARLIE, make_doc
 
-STORES = ["embedded"]
+STORES = ["embedded", "postgres"]
 
 
 @pytest.fixture(params=STORES)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "embedded":
-        return EmbeddedStore(tmp_path / "data")
-    raise AssertionError(request.param)
+        yield EmbeddedStore(tmp_path / "data")
+    elif request.param == "postgres":
+        from index.store.postgres import PostgresStore
+
+        database = PostgresStore(request.getfixturevalue("database_url"))
+        yield database
+        database.close()
+    else:
+        raise AssertionError(request.param)
 
 
 @pytest.fixture
