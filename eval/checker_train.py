@@ -28,7 +28,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from eval.reader_train import _embeddings_per_row_int8, _model_dir, _save, app
+from eval.reader_train import _model_dir, _save, app, export_int8
 
 logger = logging.getLogger("groundqa.train")
 DEFAULT_OUT = Path("service/support/models/checker")
@@ -257,12 +257,8 @@ def _train(model: Any, encoder: Any, data: Any, hp: dict[str, Any], work: Path, 
 
 
 def export_onnx(model: Any, fp32: Path, int8: Path) -> None:
-    """ONNX export (dynamic batch and sequence) and int8 quantisation; the head stays fp32."""
-    import onnx
+    """The cross-encoder: one logit per pair, the classifier head kept in fp32."""
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from service.answer.reader import INPUT_NAMES
 
     class _Pair(torch.nn.Module):
         def __init__(self, inner: Any) -> None:
@@ -275,23 +271,7 @@ def export_onnx(model: Any, fp32: Path, int8: Path) -> None:
             return out.logits.reshape(-1)
 
     model.eval()
-    ids = torch.tensor([[101, 2040, 102, 7592, 2088, 102], [101, 2040, 102, 7592, 102, 0]])
-    mask = (ids != 0).long()
-    types = torch.tensor([[0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 0]])
-    axes = {n: {0: "batch", 1: "sequence"} for n in INPUT_NAMES}
-    with torch.no_grad():
-        torch.onnx.export(_Pair(model), (ids, mask, types), str(fp32),
-                          input_names=list(INPUT_NAMES), output_names=["logit"],
-                          dynamic_axes={**axes, "logit": {0: "batch"}}, opset_version=17,
-                          do_constant_folding=True, dynamo=False)
-    head = [n.name for n in onnx.load(str(fp32)).graph.node
-            if n.op_type in ("MatMul", "Gemm", "Add") and ("classifier" in n.name
-                                                           or "pooler" in n.name)]
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=["MatMul"], nodes_to_exclude=head)
-    _embeddings_per_row_int8(int8)
-    logger.info("exported %s (%.1f MB) and %s (%.1f MB)", fp32.name, fp32.stat().st_size / 1e6,
-                int8.name, int8.stat().st_size / 1e6)
+    export_int8(_Pair(model), fp32, int8, {"logit": {0: "batch"}}, ("classifier", "pooler"))
 
 
 def balanced_subset(pairs: list[Any], limit: int) -> list[Any]:

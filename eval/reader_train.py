@@ -223,10 +223,42 @@ def _embeddings_per_row_int8(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def export_onnx(model: Any, fp32: Path, int8: Path) -> None:
-    """ONNX export (dynamic batch and sequence) and int8 dynamic quantisation incl. embeddings."""
+def export_int8(module: Any, fp32: Path, int8: Path, output_axes: dict[str, dict[int, str]],
+                head_markers: tuple[str, ...]) -> None:
+    """Export ``module`` (taking input ids, mask and token types) to ONNX and quantise it.
+
+    Batch and sequence are dynamic on the inputs; ``output_axes`` names the outputs and their
+    dynamic axes. MatMul weights become per-channel int8 except the task head's (the nodes whose
+    names contain one of ``head_markers``), which stays fp32, and word embeddings per-row int8:
+    per-tensor int8 of every MatMul and of the embedding Gather cost 4-9 F1 points against fp32
+    on the reader's held-out sets; this brings that to about 1 point at the same ~24 MB.
+    """
+    import onnx
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    module.eval()
+    ids = torch.tensor([[101, 2040, 102, 7592, 2088, 102], [101, 2040, 102, 7592, 102, 0]])
+    mask = (ids != 0).long()
+    types = torch.tensor([[0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 0]])
+    inputs = {n: {0: "batch", 1: "sequence"} for n in INPUT_NAMES}
+    with torch.no_grad():
+        torch.onnx.export(module, (ids, mask, types), str(fp32), input_names=list(INPUT_NAMES),
+                          output_names=list(output_axes), dynamic_axes={**inputs, **output_axes},
+                          opset_version=17, do_constant_folding=True, dynamo=False)
+    head = [n.name for n in onnx.load(str(fp32)).graph.node
+            if n.op_type in ("MatMul", "Gemm", "Add")
+            and any(marker in n.name for marker in head_markers)]
+    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True,
+                     op_types_to_quantize=["MatMul"], nodes_to_exclude=head)
+    _embeddings_per_row_int8(int8)
+    logger.info("exported %s (%.1f MB) and %s (%.1f MB)", fp32.name, fp32.stat().st_size / 1e6,
+                int8.name, int8.stat().st_size / 1e6)
+
+
+def export_onnx(model: Any, fp32: Path, int8: Path) -> None:
+    """The span reader: start and end logits per token, the answer head kept in fp32."""
+    import torch
 
     class _QA(torch.nn.Module):
         def __init__(self, inner: Any) -> None:
@@ -239,29 +271,9 @@ def export_onnx(model: Any, fp32: Path, int8: Path) -> None:
             return out.start_logits, out.end_logits
 
     model.eval()
-    ids = torch.tensor([[101, 2040, 102, 7592, 2088, 102], [101, 2040, 102, 7592, 102, 0]])
-    mask = (ids != 0).long()
-    types = torch.tensor([[0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 0]])
-    axes = {"batch": 0, "sequence": 1}
-    with torch.no_grad():
-        torch.onnx.export(
-            _QA(model), (ids, mask, types), str(fp32), input_names=list(INPUT_NAMES),
-            output_names=["start_logits", "end_logits"],
-            dynamic_axes={n: {v: k for k, v in axes.items()}
-                          for n in (*INPUT_NAMES, "start_logits", "end_logits")},
-            opset_version=17, do_constant_folding=True, dynamo=False)
-    # Per-tensor int8 of every MatMul and of the embedding Gather cost 4-9 F1 points against
-    # fp32 on the held-out sets. Per-channel MatMul weights (answer head left in fp32) and
-    # per-row int8 word embeddings bring that to about 1 point at the same ~24 MB.
-    import onnx
-
-    head = [n.name for n in onnx.load(str(fp32)).graph.node
-            if n.op_type in ("MatMul", "Gemm", "Add") and "qa_outputs" in n.name]
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=["MatMul"], nodes_to_exclude=head)
-    _embeddings_per_row_int8(int8)
-    logger.info("exported %s (%.1f MB) and %s (%.1f MB)", fp32.name, fp32.stat().st_size / 1e6,
-                int8.name, int8.stat().st_size / 1e6)
+    export_int8(_QA(model), fp32, int8,
+                {n: {0: "batch", 1: "sequence"} for n in ("start_logits", "end_logits")},
+                ("qa_outputs",))
 
 
 def _row(name: str, block: dict[str, Any]) -> str:

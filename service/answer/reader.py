@@ -232,6 +232,22 @@ def read_passages(tokenizer: Any, infer: Infer, question: str, passages: Sequenc
     ]
 
 
+def cpu_session(model_path: Path, threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session with every graph optimisation, for one shipped model.
+
+    ``threads`` caps intra-op threads (default: ONNX Runtime's choice); one inter-op thread,
+    as each request runs its model calls in sequence.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+
+
 class SpanReader:
     """The shipped reader model behind ONNX Runtime; loads lazily, safe to share across threads."""
 
@@ -258,16 +274,8 @@ class SpanReader:
         if self._session is None:
             with self._lock:
                 if self._session is None:
-                    import onnxruntime as ort
-
-                    options = ort.SessionOptions()
-                    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                    if self.threads:
-                        options.intra_op_num_threads = self.threads
-                    options.inter_op_num_threads = 1
                     self._tokenizer = load_tokenizer(self._tokenizer_path)
-                    self._session = ort.InferenceSession(
-                        str(self.model_path), options, providers=["CPUExecutionProvider"])
+                    self._session = cpu_session(self.model_path, self.threads)
                     logger.info("span reader loaded from %s", self.model_path)
         return self._session, self._tokenizer
 

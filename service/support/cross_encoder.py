@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from service.answer.reader import INPUT_NAMES, load_tokenizer
+from service.answer.reader import INPUT_NAMES, cpu_session, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -184,16 +184,8 @@ class CrossEncoder:
         if self._session is None:
             with self._lock:
                 if self._session is None:
-                    import onnxruntime as ort
-
-                    options = ort.SessionOptions()
-                    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                    if self.threads:
-                        options.intra_op_num_threads = self.threads
-                    options.inter_op_num_threads = 1
                     self._encoder = PairEncoder()
-                    self._session = ort.InferenceSession(
-                        str(self.model_path), options, providers=["CPUExecutionProvider"])
+                    self._session = cpu_session(self.model_path, self.threads)
                     logger.info("support cross-encoder loaded from %s", self.model_path)
         return self._session
 
