@@ -73,6 +73,9 @@ def query_command(
     modes: Annotated[str, typer.Option(help="in-process,http")] = "in-process,http",
     embedder: Annotated[str, typer.Option(help="minilm, onnx or onnx-int8.")] = "onnx",
     passes: Annotated[int, typer.Option(min=1, help="Cold passes over the questions.")] = 2,
+    spinning: Annotated[str, typer.Option(
+        help="off,on: one HTTP server per value, idle ONNX Runtime workers sleeping or spinning."
+    )] = "off",
     work_dir: WorkDir = None,
     report_dir: ReportDir = DEFAULT_REPORTS,
 ) -> None:
@@ -82,8 +85,22 @@ def query_command(
     levels = [int(v) for v in _csv(concurrency)]
     report = run_query_bench(_csv(corpora, ("demo", "bbc")), levels,
                              _csv(modes, ("in-process", "http")), _csv(embedder, EMBEDDERS)[0],
-                             passes, work_dir)
+                             passes, work_dir,
+                             spinning=[v == "on" for v in _csv(spinning, ("off", "on"))])
     _publish(report_dir, f"query-{report['embedder']}", report, query_markdown(report))
+
+
+@app.command("middleware")
+def middleware_command(
+    requests: Annotated[int, typer.Option(min=100, help="Requests per app and round.")] = 5000,
+    rounds: Annotated[int, typer.Option(min=1, help="Interleaved rounds.")] = 3,
+    report_dir: ReportDir = DEFAULT_REPORTS,
+) -> None:
+    """What the HTTP middleware adds per request: the app vs a bare route, through ASGI."""
+    from eval.bench_http import middleware_markdown, run_middleware_bench
+
+    report = run_middleware_bench(requests, rounds)
+    _publish(report_dir, "middleware", report, middleware_markdown(report))
 
 
 @app.command("scale")
@@ -99,6 +116,8 @@ def scale_command(
         exists=True, file_okay=False)] = None,
     ef_search: Annotated[str, typer.Option(help="HNSW efSearch values to measure.")] = (
         "64,128,256,512"),
+    ef_construction: Annotated[str, typer.Option(
+        help="HNSW efConstruction values to build (default: the service's).")] = "",
     work_dir: WorkDir = None,
     report_dir: ReportDir = DEFAULT_REPORTS,
 ) -> None:
@@ -115,7 +134,8 @@ def scale_command(
         kinds.insert(0, "flat")  # the exact results are the recall reference
     report = run_scale_bench([int(v) for v in _csv(sizes)], kinds, queries, vectors=kind,
                              datasets=datasets, work_dir=work_dir,
-                             ef_search=[int(v) for v in _csv(ef_search)])
+                             ef_search=[int(v) for v in _csv(ef_search)],
+                             ef_construction=[int(v) for v in _csv(ef_construction)])
     _publish(report_dir, f"scale-{kind}", report, scale_markdown(report))
 
 

@@ -101,13 +101,15 @@ def _free_port() -> int:
 
 
 @contextmanager
-def http_server(data_dir: Path, embedder_kind: str) -> Iterator[tuple[str, int]]:
+def http_server(data_dir: Path, embedder_kind: str, spinning: bool = False
+                ) -> Iterator[tuple[str, int]]:
     """A uvicorn process serving ``data_dir`` on loopback; yields (base URL, pid)."""
     import httpx
 
     port = _free_port()
     env = {**os.environ, "GROUNDQA_DATA_DIR": str(data_dir),
-           "GROUNDQA_EMBEDDER": embedder_kind, "GROUNDQA_API_KEYS": ""}
+           "GROUNDQA_EMBEDDER": embedder_kind, "GROUNDQA_API_KEYS": "",
+           "GROUNDQA_ONNX_SPINNING": "1" if spinning else "0"}
     log = tempfile.TemporaryFile()
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "service.asgi:app", "--host", "127.0.0.1",
@@ -160,8 +162,13 @@ def _http_calls(base: str, max_connections: int) -> tuple[Call, Call, Any]:
 def run_query_bench(corpora: Sequence[str] = ("demo", "bbc"), levels: Sequence[int] = (1, 8, 32),
                     modes: Sequence[str] = ("in-process", "http"), embedder_kind: str = "minilm",
                     passes: int = 2, work_dir: Path | None = None,
-                    bbc_limit: int | None = None) -> dict[str, Any]:
-    """Latency figures for every corpus × mode × concurrency; indexes are built as needed."""
+                    bbc_limit: int | None = None,
+                    spinning: Sequence[bool] = (False,)) -> dict[str, Any]:
+    """Latency figures for every corpus × mode × concurrency; indexes are built as needed.
+
+    Over HTTP, one fresh server per ``spinning`` value (idle ONNX Runtime workers spin or
+    sleep, ``GROUNDQA_ONNX_SPINNING``); in-process runs use the configured setting.
+    """
     from service.config import Settings
     from service.core import QAService
     from service.schemas import AskRequest, SearchRequest
@@ -192,17 +199,24 @@ def run_query_bench(corpora: Sequence[str] = ("demo", "bbc"), levels: Sequence[i
             entry["runs"] += [{"mode": "in-process", **r}
                               for r in measure(ask, search, questions, levels, passes, 0)]
             del service
-        if "http" in modes:
-            with http_server(data_dir, embedder_kind) as (base, pid):
+        for number, spin in enumerate(spinning if "http" in modes else ()):
+            with http_server(data_dir, embedder_kind, spin) as (base, pid):
                 http_ask, http_search, client = _http_calls(base, max(levels))
                 for q in questions[:3]:
                     http_ask(q)
-                entry["runs"] += [{"mode": "http", **r} for r in
-                                  measure(http_ask, http_search, questions, levels, passes, 100)]
+                entry["runs"] += [{"mode": "http", "spinning": spin, **r} for r in
+                                  measure(http_ask, http_search, questions, levels, passes,
+                                          100 * (number + 1))]
                 entry["server_rss_bytes"] = rss_bytes(pid)
                 client.close()
         report["corpora"][corpus] = entry
     return report
+
+
+def _mode(run: dict[str, Any]) -> str:
+    if "spinning" not in run:
+        return str(run["mode"])
+    return f"{run['mode']}, spinning {'on' if run['spinning'] else 'off'}"
 
 
 def query_markdown(report: dict[str, Any]) -> str:
@@ -213,14 +227,14 @@ def query_markdown(report: dict[str, Any]) -> str:
                      f"{entry['chunks']} chunks), embedder {report['embedder']}, cold "
                      f"(uncached query embeddings), {entry['questions_per_pass']} questions "
                      "per pass:")
-        rows = [[r["mode"], r["route"], r["concurrency"], r["n"], r["p50"], r["p95"], r["p99"],
+        rows = [[_mode(r), r["route"], r["concurrency"], r["n"], r["p50"], r["p95"], r["p99"],
                  r["throughput_rps"], r["load_average_1m"]] for r in entry["runs"]]
         parts.append(markdown_table(["mode", "route", "concurrency", "n", "p50 ms", "p95 ms",
                                      "p99 ms", "req/s", "load 1m"], rows))
         stage_rows = []
         for r in entry["runs"]:
             if r["route"] == "ask" and r["stages_ms"]:
-                stage_rows.append([r["mode"], r["concurrency"]] + [
+                stage_rows.append([_mode(r), r["concurrency"]] + [
                     f"{r['stages_ms'][s]['p50']:.1f} / {r['stages_ms'][s]['p99']:.1f}"
                     if s in r["stages_ms"] else "–"
                     for s in ("retrieve", "select", "compose", "verify", "total")])

@@ -58,13 +58,17 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
     return float(np.mean(hits)) if hits else float("nan")
 
 
-def _index(kind: str, count: int) -> Any:
+def _index(kind: str, count: int, ef_construction: int | None = None) -> Any:
     import faiss
 
     from index.store.embedded_writer import _new_faiss_index
 
     if kind in ("flat", "hnsw"):
-        return _new_faiss_index(DIMENSION, kind, count)  # the service's own settings
+        index: Any = _new_faiss_index(DIMENSION, kind, count)  # the service's own settings
+        if kind == "hnsw" and ef_construction is not None:
+            inner: Any = faiss.downcast_index(index.index)
+            inner.hnsw.efConstruction = ef_construction
+        return index
     if kind == "ivf":
         lists = int(4 * np.sqrt(count))
         quantiser = faiss.IndexFlatIP(DIMENSION)
@@ -89,11 +93,16 @@ def run_scale_bench(sizes: Sequence[int] = (100_000,), kinds: Sequence[str] = ("
                     queries: int = 200, build_threads: int | None = None,
                     vectors: str = "real", datasets: Path | None = None,
                     work_dir: Path | None = None,
-                    ef_search: Sequence[int] = (64, 128, 256, 512)) -> dict[str, Any]:
-    """Build each index kind at each size; record build time, size, recall@10 and latency."""
+                    ef_search: Sequence[int] = (64, 128, 256, 512),
+                    ef_construction: Sequence[int] = ()) -> dict[str, Any]:
+    """Build each index kind at each size; record build time, size, recall@10 and latency.
+
+    HNSW is built once per ``ef_construction`` value (none given: the service's own), each
+    graph searched at every ``ef_search`` value and the one the service would use.
+    """
     import faiss
 
-    from index.store.embedded_writer import hnsw_ef_search
+    from index.store.embedded_writer import HNSW_EF_CONSTRUCTION, hnsw_ef_search
 
     report: dict[str, Any] = {"benchmark": "scale", "dimension": DIMENSION,
                               "machine": machine(), "vectors": vectors, "runs": []}
@@ -116,10 +125,12 @@ def run_scale_bench(sizes: Sequence[int] = (100_000,), kinds: Sequence[str] = ("
             probe = clustered_vectors(queries, seed=size + 1)
         ids = np.arange(size, dtype=np.int64)
         truth: np.ndarray | None = None
-        for kind in kinds:
+        builds = [(kind, efc) for kind in kinds for efc in (
+            (ef_construction or [HNSW_EF_CONSTRUCTION]) if kind == "hnsw" else [None])]
+        for kind, efc in builds:
             faiss.omp_set_num_threads(build_threads or os.cpu_count() or 1)
             load_before = load_average()
-            index = _index(kind, size)
+            index = _index(kind, size, efc)
             started = time.perf_counter()
             inner: Any = faiss.downcast_index(index.index)
             if kind == "ivf":
@@ -140,7 +151,8 @@ def run_scale_bench(sizes: Sequence[int] = (100_000,), kinds: Sequence[str] = ("
                     params = {"M": int(inner.hnsw.nb_neighbors(1)),
                               "efConstruction": int(inner.hnsw.efConstruction),
                               "efSearch": setting["efSearch"],
-                              "shipped": int(setting["efSearch"] == hnsw_ef_search(size))}
+                              "shipped": int(setting["efSearch"] == hnsw_ef_search(size)
+                                             and efc == HNSW_EF_CONSTRUCTION)}
                 elif kind == "ivf":
                     params = {"nlist": int(inner.nlist), "nprobe": int(inner.nprobe)}
                 found_array, latencies = _search(index, probe)

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     reader_model: Path | None = None
     reader_threads: int | None = Field(default=None, ge=1, description="ONNX Runtime threads "
                                        "for the reader (default: ONNX Runtime's choice).")
+    onnx_spinning: bool = Field(default=False, description="Let idle ONNX Runtime workers "
+                                "spin instead of sleep (faster alone, slower under load: "
+                                "README \"Performance\").")
     decision_model: Path | None = None
     read_passages: int = Field(default=0, ge=0, le=50, description="Retrieved passages the "
                                "reader reads; 0 = the number the decision model was fitted with.")

@@ -29,6 +29,7 @@ from corpus.errors import (
 from corpus.errors import EmptyQuestion as EmptyQuestionError
 from corpus.loader import Document, parse_document, published_bounds
 from index.embedding import Embedder, load_embedder
+from index.embedding.onnx import set_spinning
 from index.ingest import IndexWriter, IngestResult
 from index.retrieve import Passage, search
 from index.store import Filters, Snapshot, Store, open_store
@@ -161,6 +162,7 @@ class QAService:
     @classmethod
     def from_settings(cls, settings: Settings) -> QAService:
         """Build the service, loading the embedding model and the live index."""
+        set_spinning(settings.onnx_spinning)  # before any ONNX model loads
         store = open_store(settings.data_dir, settings.database_url, settings.index_type)
         missing = store.current_version() is None
         if settings.on_missing_index == "fail" and missing:
@@ -260,6 +262,17 @@ class QAService:
     def ready(self) -> bool:
         """Whether an index version is loaded."""
         return self._live.snapshot is not None
+
+    def warm_up(self) -> None:
+        """Answer one throwaway question, so the models and language tables that load on first
+        use are loaded before the first user waits on them (and before the server freezes its
+        start-up heap, service/http/app.py). Nothing is recorded; an empty index skips it."""
+        if not self.ready:
+            return
+        try:
+            self.ask(AskRequest(question="What happened?"))
+        except GroundQAError as exc:
+            logger.warning("warm-up question failed: %s", exc.message)
 
     # -- questions ----------------------------------------------------------------------------
     def ask(self, request: AskRequest, *,

@@ -147,6 +147,36 @@ def build_onnx_model(model_dir: Path, variant: str, cache_dir: Path | None = Non
     return target
 
 
+#: Whether idle ONNX Runtime workers spin, waiting for the next run, instead of sleeping: one
+#: switch for every session of the process (embedder, reader, checker), set from
+#: ``GROUNDQA_ONNX_SPINNING`` before the models load (service/core.py). Off: spinning workers
+#: take the cores the Python stages of concurrent requests need (`groundqa bench query
+#: --spinning off,on`, README "Performance").
+_spinning = False
+
+
+def set_spinning(enabled: bool) -> None:
+    """Spin (or sleep) in the ONNX Runtime sessions built from now on."""
+    global _spinning
+    _spinning = enabled
+
+
+def session_options(threads: int | None = None) -> Any:
+    """ONNX Runtime session options for one of groundqa's CPU models: every graph optimisation,
+    ``threads`` intra-op threads (default: ONNX Runtime's choice), one inter-op thread (each
+    request runs its model calls in sequence), spinning as ``set_spinning`` said."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning",
+                                     "1" if _spinning else "0")
+    return options
+
+
 class OnnxEmbedder:
     """all-MiniLM-L6-v2 on ONNX Runtime: same tokenizer, mean pooling and normalisation."""
 
@@ -163,15 +193,9 @@ class OnnxEmbedder:
         self.model_path = build_onnx_model(model_dir, variant, cache_dir)
         self.variant = variant
         self.name = DEFAULT_MODEL_NAME if variant == "fp32" else INT8_MODEL_NAME
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
-        options.inter_op_num_threads = 1
-        # Idle workers spinning for the next run would starve the Python stages of a request
-        # (BM25, evidence selection) on a small machine; sleeping costs ~nothing per batch.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = onnxruntime.InferenceSession(
-            str(self.model_path), options, providers=["CPUExecutionProvider"])
+            str(self.model_path), session_options(threads or (os.cpu_count() or 1)),
+            providers=["CPUExecutionProvider"])
         self.dimension = int(self._session.get_outputs()[0].shape[-1] or 384)
         self.max_seq_length = MAX_WORD_PIECES
         # Two tokenizers: one truncating to the model's limit, one counting without limit.

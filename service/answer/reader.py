@@ -23,6 +23,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from index.embedding.onnx import session_options
+
 logger = logging.getLogger(__name__)
 
 MAX_SEQUENCE = 256  # word pieces per window: [CLS] question [SEP] passage piece [SEP]
@@ -233,19 +235,11 @@ def read_passages(tokenizer: Any, infer: Infer, question: str, passages: Sequenc
 
 
 def cpu_session(model_path: Path, threads: int | None = None) -> Any:
-    """An ONNX Runtime CPU session with every graph optimisation, for one shipped model.
-
-    ``threads`` caps intra-op threads (default: ONNX Runtime's choice); one inter-op thread,
-    as each request runs its model calls in sequence.
-    """
+    """An ONNX Runtime CPU session for one shipped model (options: ``session_options``)."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(model_path), session_options(threads),
+                                providers=["CPUExecutionProvider"])
 
 
 class SpanReader:

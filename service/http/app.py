@@ -6,37 +6,44 @@ error in ``errors.py``; what routes are handed (service, settings, metrics) in `
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import gc
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
-from starlette.routing import BaseRoute
 
 from corpus.errors import GroundQAError
 from service.config import Settings
 from service.core import QAService
 from service.http.contract import HeadAsGet, install_openapi
-from service.http.deps import OPEN_PATHS, has_valid_key, needs_key
+from service.http.deps import OPEN_PATHS
 from service.http.docs import mount_api_docs
-from service.http.errors import EXCEPTION_HANDLERS, error_response
-from service.http.limits import (
-    AnswerSlots,
-    RequestLimits,
-    SlowReaders,
-    answer_slot_limit,
-    body_limit,
-)
-from service.http.metrics import Metrics, method_label, route_label
+from service.http.errors import EXCEPTION_HANDLERS
+from service.http.guard import Guard
+from service.http.limits import AnswerSlots, RequestLimits, SlowReaders, answer_slot_limit
+from service.http.metrics import Metrics
 from service.http.routes import ask, chat, documents, ops, search, web
 from service.http.startup import OneLineStartupFailure
 from service.http.web import mount_static
 
 #: In registration order, which is the order of the paths in the OpenAPI schema.
 ROUTERS = (ops.router, ask.router, search.router, documents.router, chat.router, web.router)
+
+
+def settle_heap() -> None:
+    """Move everything loaded so far (models, libraries, the index) out of the collector's way.
+
+    A full collection walks every tracked object, and it runs in whichever thread allocates
+    when it is due, holding the GIL throughout: with the models loaded that is ~0.3 M objects
+    and a second or more on a busy 2-core machine, during which even /healthz waits (seen as
+    2-3 s liveness outliers under load, tests/reliability/test_load.py). Frozen objects are
+    never walked again; they are still freed by reference counting when dropped (an index
+    version replaced by a reload), only reference cycles among them would stay.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def create_app(settings: Settings | None = None, service: QAService | None = None) -> FastAPI:
@@ -53,6 +60,9 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
             # A missing/foreign/damaged index: one line (OneLineStartupFailure), no traceback.
             app.state.startup_error = exc.message
             raise
+        if service is None:  # a serving process (an app handed a service is a test's)
+            await run_in_threadpool(app.state.service.warm_up)
+            settle_heap()
         yield
 
     app = FastAPI(
@@ -73,45 +83,9 @@ def create_app(settings: Settings | None = None, service: QAService | None = Non
     # whole (size limit, deadline) before any route or answer slot sees the request.
     app.add_middleware(RequestLimits, settings=settings)
 
-    known_routes: list[BaseRoute] = []  # filled on the first request, once all are added
-
-    def count(request: Request, status: int, started: float) -> None:
-        """Count a request under bounded labels: route template, method, status."""
-        if not known_routes:
-            known_routes.extend([*app.router.routes,
-                                 *(route for router in ROUTERS for route in router.routes)])
-        label = route_label(request.scope, known_routes)
-        metrics.requests.labels(label, method_label(request.method), str(status)).inc()
-        metrics.latency.labels(label).observe(time.perf_counter() - started)
-
-    @app.middleware("http")
-    async def guard(request: Request,
-                    call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        """API key, declared body size, then request metrics by route template."""
-        started = time.perf_counter()
-        route = request.url.path
-        if needs_key(settings, route, request.method) and \
-                not has_valid_key(settings, request.headers.get("authorization", "")):
-            count(request, 401, started)
-            return error_response(401, "unauthorized",
-                                  "a valid API key is required: send "
-                                  "'Authorization: Bearer <key>'",
-                                  headers={"WWW-Authenticate": "Bearer"})
-        length = request.headers.get("content-length")
-        limit = body_limit(settings, route)
-        if length is not None:
-            try:
-                too_big = int(length) > limit
-            except ValueError:
-                count(request, 400, started)
-                return error_response(400, "bad_request", "invalid Content-Length header")
-            if too_big:
-                count(request, 413, started)
-                return error_response(413, "body_too_large",
-                                      f"request body is {length} bytes; the limit is {limit}")
-        response = await call_next(request)
-        count(request, response.status_code, started)
-        return response
+    # Added after the limits above, so it runs outside them: key and declared size first.
+    app.add_middleware(Guard, settings=settings, metrics=metrics, routes=lambda: [
+        *app.router.routes, *(route for router in ROUTERS for route in router.routes)])
 
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,

@@ -91,3 +91,28 @@ def test_bench_rejects_unknown_values(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["scale", "--indexes", "lsh", "--report-dir",
                                       str(tmp_path)])
     assert result.exit_code == 2
+
+
+def test_bench_scale_builds_one_graph_per_ef_construction(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["scale", "--sizes", "2000", "--queries", "10",
+                                      "--vectors", "clustered", "--indexes", "hnsw",
+                                      "--ef-search", "32", "--ef-construction", "40,120",
+                                      "--report-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "scale-clustered.json").read_text())
+    graphs = {run["params"]["efConstruction"] for run in report["runs"]
+              if run["index"] == "hnsw"}
+    assert graphs == {40, 120}
+    # Neither is the service's own graph, so no row claims to be what it ships.
+    assert not any(run["params"].get("shipped") for run in report["runs"])
+
+
+def test_bench_middleware_measures_the_app_against_a_bare_route(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["middleware", "--requests", "200", "--rounds", "1",
+                                      "--report-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "middleware.json").read_text())
+    runs = {run["app"]: run for run in report["runs"]}
+    assert len(runs) == 3 and all(run["n"] == 200 and run["p50"] > 0 for run in runs.values())
+    assert runs["bare FastAPI (the route only)"]["added_p50_ms"] == 0
+    assert (tmp_path / "middleware.md").read_text().startswith("HTTP layers per request")

@@ -12,7 +12,13 @@ import pytest
 
 from corpus.errors import EmbeddingMismatch
 from index.embedding import DEFAULT_MODEL_NAME, SentenceTransformerEmbedder
-from index.embedding.onnx import INT8_MODEL_NAME, OnnxEmbedder, pool_spans
+from index.embedding.onnx import (
+    INT8_MODEL_NAME,
+    OnnxEmbedder,
+    pool_spans,
+    session_options,
+    set_spinning,
+)
 
 
 def test_pool_spans_means_overlapping_regular_tokens() -> None:
@@ -101,3 +107,16 @@ def test_onnx_fp32_matches_torch_and_int8_has_its_own_name(
     IndexSnapshot.open(tmp_path, real_embedder)  # fp32 ONNX and torch share an index
     with pytest.raises(EmbeddingMismatch):
         IndexSnapshot.open(tmp_path, int8)
+
+
+def test_session_options_follow_the_process_spinning_switch() -> None:
+    key = "session.intra_op.allow_spinning"
+    try:
+        set_spinning(True)
+        assert session_options(2).get_session_config_entry(key) == "1"
+        set_spinning(False)
+        options = session_options(3)
+        assert options.get_session_config_entry(key) == "0"
+        assert options.intra_op_num_threads == 3 and options.inter_op_num_threads == 1
+    finally:
+        set_spinning(False)
