@@ -72,6 +72,13 @@ class ModelNotFound(GroundQAError):
     code = "model_not_found"
 
 
+class StoreUnavailable(GroundQAError):
+    """The database holding the index does not answer (down, unreachable, out of connections);
+    nothing was changed, and the same request can be retried."""
+
+    code = "store_unavailable"
+
+
 class InsufficientStorage(GroundQAError):
     """The disk (or quota) holding the index ran out of space while writing a new version."""
 

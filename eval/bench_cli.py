@@ -14,8 +14,8 @@ import typer
 from rich.console import Console
 
 app = typer.Typer(
-    help="Speed benchmarks: ingest, query latency, vector index scale, memory, txtai peer, "
-         "pgvector vs FAISS.",
+    help="Speed benchmarks: ingest, query latency, HTTP middleware, vector index scale, memory, "
+         "txtai peer, pgvector vs FAISS, replicas on one database.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -101,6 +101,25 @@ def middleware_command(
 
     report = run_middleware_bench(requests, rounds)
     _publish(report_dir, "middleware", report, middleware_markdown(report))
+
+
+@app.command("replicas")
+def replicas_command(
+    database_url: Annotated[str | None, typer.Option(
+        help="A PostgreSQL with pgvector to create the benchmark databases in (default: a "
+             "throw-away one, started with pgserver).")] = None,
+    corpus: Annotated[str, typer.Option(help="demo or bbc.")] = "bbc",
+    limit: Annotated[int, typer.Option(min=2, help="Articles to ingest.")] = 200,
+    requests: Annotated[int, typer.Option(min=10, help="Asks per measurement.")] = 200,
+    concurrency: Annotated[int, typer.Option(min=2, help="Total asks in flight.")] = 8,
+    report_dir: ReportDir = DEFAULT_REPORTS,
+) -> None:
+    """One database: ingest with 1 vs 2 processes, ask throughput with 1 vs 2 API replicas."""
+    from eval.bench_replicas import replicas_markdown, run_replicas_bench
+
+    _csv(corpus, ("demo", "bbc"))
+    report = run_replicas_bench(database_url, corpus, limit, requests, concurrency)
+    _publish(report_dir, "replicas", report, replicas_markdown(report))
 
 
 @app.command("scale")

@@ -101,15 +101,16 @@ def _free_port() -> int:
 
 
 @contextmanager
-def http_server(data_dir: Path, embedder_kind: str, spinning: bool = False
-                ) -> Iterator[tuple[str, int]]:
-    """A uvicorn process serving ``data_dir`` on loopback; yields (base URL, pid)."""
+def http_server(data_dir: Path, embedder_kind: str, spinning: bool = False,
+                extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
+    """A uvicorn process serving ``data_dir`` (or what ``extra_env`` names) on loopback;
+    yields (base URL, pid)."""
     import httpx
 
     port = _free_port()
     env = {**os.environ, "GROUNDQA_DATA_DIR": str(data_dir),
            "GROUNDQA_EMBEDDER": embedder_kind, "GROUNDQA_API_KEYS": "",
-           "GROUNDQA_ONNX_SPINNING": "1" if spinning else "0"}
+           "GROUNDQA_ONNX_SPINNING": "1" if spinning else "0", **(extra_env or {})}
     log = tempfile.TemporaryFile()
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "service.asgi:app", "--host", "127.0.0.1",

@@ -23,8 +23,10 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def start_server() -> Any:
-    """The session's PostgreSQL server, or a skip saying why it cannot run."""
+def start_server(path: str | None = None, cleanup_mode: str = "delete") -> Any:
+    """A PostgreSQL server on the data folder ``path`` (default: a fresh one), or a skip saying
+    why it cannot run. ``cleanup_mode="stop"`` keeps the data when it is cleaned up, so the same
+    ``path`` starts it again."""
     try:
         import pgserver
         import psycopg  # noqa: F401
@@ -32,9 +34,9 @@ def start_server() -> Any:
         _unavailable(f"PostgreSQL tests need the pgserver wheel and psycopg (`make setup` "
                      f"installs them): {exc}")
     # A short path: the server's Unix socket lives in it (socket paths are limited to ~100 bytes).
-    path = tempfile.mkdtemp(prefix="gq-pg-")
+    path = path or tempfile.mkdtemp(prefix="gq-pg-")
     try:
-        return pgserver.get_server(path, cleanup_mode="delete")
+        return pgserver.get_server(path, cleanup_mode=cleanup_mode)
     except Exception as exc:  # noqa: BLE001 - any failure to start means: skip, saying why
         _unavailable(f"PostgreSQL (pgserver) could not start here: {exc}")
         raise

@@ -51,6 +51,7 @@ from corpus.errors import (
     IndexBusy,
     IndexCorrupt,
     IndexNotFound,
+    StoreUnavailable,
 )
 from index.embedding import Embedder
 from index.lexical import BM25_B, BM25_K1, tokenize
@@ -59,7 +60,7 @@ from index.store.contract import ChangeSet, ChunkRecord, Filters, SentenceRecord
 try:  # optional: only deployments that set GROUNDQA_DATABASE_URL need these
     import psycopg
     from pgvector.psycopg import register_vector
-    from psycopg_pool import ConnectionPool
+    from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError as exc:  # pragma: no cover - exercised only without the packages
     _IMPORT_ERROR: ImportError | None = exc
 else:
@@ -88,6 +89,10 @@ EXACT_FILTER_ROWS = 2_000
 PURGE_AFTER_SECONDS = 600
 LOCK_KEY = 0x67716E64  # "gqnd": the advisory lock of the one writer
 POOL_SIZE = 10
+# How long a request waits for a pooled connection before it is answered 503 (the database is
+# down or every connection is busy); the pool keeps reconnecting in the background meanwhile.
+POOL_WAIT_SECONDS = 5.0
+CONNECT_TIMEOUT_SECONDS = 5
 CACHED_CHUNKS = 50_000
 
 _SCHEMA = """
@@ -242,7 +247,8 @@ class PostgresStore:
         self.cache = _ChunkCache()
         self._meta: dict[str, Any] | None = None
         try:
-            with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            with psycopg.connect(url, autocommit=True,
+                                 connect_timeout=CONNECT_TIMEOUT_SECONDS) as conn:
                 conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         except psycopg.Error as exc:
             raise IndexNotFound(
@@ -250,7 +256,9 @@ class PostgresStore:
                 "GROUNDQA_DATABASE_URL, that PostgreSQL is running and that it has the "
                 "pgvector extension") from None
         self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True,
-                                   configure=self._configure, kwargs={"autocommit": True},
+                                   configure=self._configure, timeout=POOL_WAIT_SECONDS,
+                                   kwargs={"autocommit": True,
+                                           "connect_timeout": CONNECT_TIMEOUT_SECONDS},
                                    name="groundqa")
 
     @staticmethod
@@ -263,9 +271,20 @@ class PostgresStore:
 
     @contextmanager
     def connection(self) -> Iterator[Any]:
-        """A pooled autocommit connection."""
-        with self.pool.connection() as conn:
-            yield conn
+        """A pooled autocommit connection; a database that does not answer (no connection
+        within ``POOL_WAIT_SECONDS``, or one lost mid-query) raises ``StoreUnavailable``."""
+        try:
+            with self.pool.connection() as conn:
+                yield conn
+        except (PoolTimeout, psycopg.OperationalError) as exc:
+            raise self._unavailable(exc) from None
+
+    def _unavailable(self, exc: BaseException, writing: bool = False) -> StoreUnavailable:
+        then = ("the change was rolled back unless the connection dropped during its commit: "
+                "list the documents, then retry what is missing") if writing else \
+            "nothing was changed; retry shortly"
+        return StoreUnavailable(f"the database at {redact_url(self.url)} is not answering "
+                                f"({_first_line(exc)}); {then}")
 
     # -- versions -----------------------------------------------------------------------------
     def _tables_exist(self, conn: Any) -> bool:
@@ -337,28 +356,36 @@ class PostgresStore:
     def transaction(self, embedder: Embedder,
                     wait_seconds: float = 0.0) -> Iterator[PostgresTransaction]:
         """Take the writers' advisory lock in a database transaction; commit makes it live."""
-        with psycopg.connect(self.url, autocommit=False) as connection:
-            conn: Any = connection
-            register_vector(conn)
-            deadline = time.monotonic() + wait_seconds
-            while not conn.execute("SELECT pg_try_advisory_xact_lock(%s)",
-                                   (LOCK_KEY,)).fetchone()[0]:
-                if time.monotonic() >= deadline:
-                    raise IndexBusy(
-                        f"another process is writing the index in the database at "
-                        f"{redact_url(self.url)}; try again when it finishes")
-                time.sleep(0.05)
-            self._ensure_schema(conn, embedder)
-            current = conn.execute("SELECT version FROM gq_head").fetchone()[0]
-            base = self.open(embedder, version_name(current)) if current > 0 else None
-            transaction = PostgresTransaction(self, conn, embedder, base, int(current))
-            try:
-                yield transaction
-            except BaseException:
-                conn.rollback()
-                raise
-            if not transaction.committed:
-                conn.rollback()
+        try:
+            connection = psycopg.connect(self.url, autocommit=False,
+                                         connect_timeout=CONNECT_TIMEOUT_SECONDS)
+        except psycopg.OperationalError as exc:
+            raise self._unavailable(exc) from None
+        try:
+            with connection:
+                conn: Any = connection
+                register_vector(conn)
+                deadline = time.monotonic() + wait_seconds
+                while not conn.execute("SELECT pg_try_advisory_xact_lock(%s)",
+                                       (LOCK_KEY,)).fetchone()[0]:
+                    if time.monotonic() >= deadline:
+                        raise IndexBusy(
+                            f"another process is writing the index in the database at "
+                            f"{redact_url(self.url)}; try again when it finishes")
+                    time.sleep(0.05)
+                self._ensure_schema(conn, embedder)
+                current = conn.execute("SELECT version FROM gq_head").fetchone()[0]
+                base = self.open(embedder, version_name(current)) if current > 0 else None
+                transaction = PostgresTransaction(self, conn, embedder, base, int(current))
+                try:
+                    yield transaction
+                except BaseException:
+                    conn.rollback()
+                    raise
+                if not transaction.committed:
+                    conn.rollback()
+        except psycopg.OperationalError as exc:  # the database went away mid-write
+            raise self._unavailable(exc, writing=True) from None
 
     def _ensure_schema(self, conn: Any, embedder: Embedder) -> None:
         """Create the tables on first write (under the writers' lock) and check the model."""

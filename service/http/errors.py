@@ -29,6 +29,7 @@ from corpus.errors import (
     InsufficientStorage,
     InvalidRequest,
     ModelNotFound,
+    StoreUnavailable,
 )
 from service.schemas import ErrorResponse
 
@@ -47,7 +48,10 @@ STATUS_BY_ERROR: dict[type[GroundQAError], int] = {
     InvalidRequest: 422,
     IndexBusy: 409,
     InsufficientStorage: 507,
+    StoreUnavailable: 503,
 }
+#: Seconds a client is told to wait before retrying a request the database could not serve.
+RETRY_AFTER_SECONDS = 5
 
 #: Codes of the HTTP errors Starlette raises itself (unknown path, wrong method, ...).
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type"}
@@ -101,7 +105,9 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 async def domain_error(_: Request, exc: Exception) -> JSONResponse:
     """A domain error: its status from ``STATUS_BY_ERROR``, its own code and message."""
     assert isinstance(exc, GroundQAError)
-    return error_response(status_for(exc), exc.code, exc.message)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} \
+        if isinstance(exc, StoreUnavailable) else None
+    return error_response(status_for(exc), exc.code, exc.message, headers=headers)
 
 
 async def http_layer_error(_: Request, exc: Exception) -> JSONResponse:

@@ -28,6 +28,7 @@ from corpus.errors import (
     InsufficientStorage,
     InvalidRequest,
     ModelNotFound,
+    StoreUnavailable,
 )
 from service.core import QAService
 from service.http.app import create_app
@@ -54,6 +55,7 @@ DOMAIN_ERRORS = [
     (IndexBusy, 409, "index_busy"),
     (ModelNotFound, 503, "model_not_found"),
     (InsufficientStorage, 507, "insufficient_storage"),
+    (StoreUnavailable, 503, "store_unavailable"),
     (GroundQAError, 400, "groundqa_error"),
 ]
 # A request to every operation that reaches the service.

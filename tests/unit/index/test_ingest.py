@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from corpus.errors import DocumentNotFound
+from index.chunking import ChunkingConfig
 from index.embedding import HashEmbedder
-from index.ingest import IndexWriter
+from index.ingest import IndexWriter, IngestResult
 from index.retrieve import search
-from index.store import IndexSnapshot
+from index.store import EmbeddedStore, IndexSnapshot
+from index.store.contract import ChangeSet
 from tests.unit.index.sample import (
     ALPHA,
     BRAVO,
@@ -166,4 +171,87 @@ def test_crash_mid_ingest_keeps_previous_version(writer: IndexWriter, data_dir: 
     assert result.version == "v000002"
     snapshot = IndexSnapshot.open(data_dir, hash_embedder)
     assert [d["doc_id"] for d in snapshot.documents()] == ["bravo"]
+    assert_consistent(snapshot)
+
+
+# ---------------------------------------------------------------------------------------------
+# A writer that has to wait embeds meanwhile
+
+
+class _CountingEmbedder(HashEmbedder):
+    """Counts the chunks it embeds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedded = 0
+
+    def embed_with_spans(self, texts, spans):  # type: ignore[no-untyped-def]
+        self.embedded += len(texts)
+        return super().embed_with_spans(texts, spans)
+
+
+def _hold_and_wait_for_embedding(embedder: _CountingEmbedder,
+                                 thread: threading.Thread) -> int:
+    """Start ``thread`` and return what it embedded once it is blocked on the lock."""
+    thread.start()
+    deadline = time.monotonic() + 20
+    while embedder.embedded == 0:  # it embeds although it cannot write yet
+        assert time.monotonic() < deadline and thread.is_alive()
+        time.sleep(0.01)
+    time.sleep(0.5)  # the hash embedder is instant: by now it waits for the lock
+    assert thread.is_alive()
+    return embedder.embedded
+
+
+def test_a_waiting_writer_embeds_while_another_holds_the_index(
+        writer: IndexWriter, data_dir: Path, tmp_path: Path) -> None:
+    writer.apply([ALPHA])
+    embedder = _CountingEmbedder()
+    waiting = IndexWriter(data_dir, embedder)
+    results: list[IngestResult] = []
+    thread = threading.Thread(target=lambda: results.append(
+        waiting.apply([ALPHA, BRAVO, CHARLIE], wait_seconds=30.0)))
+
+    with EmbeddedStore(data_dir).transaction(HashEmbedder()):  # another writer holds it
+        embedded_ahead = _hold_and_wait_for_embedding(embedder, thread)
+    thread.join(30)
+    (result,) = results
+    assert result.added == ["bravo", "charlie"] and result.unchanged == ["alpha"]
+    assert result.timings["ahead"] > 0
+    # Everything new was embedded while waiting (ALPHA, unchanged, not at all), nothing after.
+    assert embedder.embedded == embedded_ahead == result.chunks_embedded
+    snapshot = IndexSnapshot.open(data_dir)
+    assert_consistent(snapshot)
+    IndexWriter(tmp_path / "reference", HashEmbedder()).apply([ALPHA, BRAVO, CHARLIE])
+    expected = IndexSnapshot.open(tmp_path / "reference")
+    assert sorted(chunk_texts(snapshot)) == sorted(chunk_texts(expected))
+    query = "bridges over the Vakhsh"
+    assert [p.chunk.text for p in search(snapshot, HashEmbedder(), query, 3)] == \
+        [p.chunk.text for p in search(expected, HashEmbedder(), query, 3)]
+
+
+def test_what_the_other_writer_changed_meanwhile_is_embedded_under_the_lock(
+        writer: IndexWriter, data_dir: Path) -> None:
+    writer.apply([ALPHA, BRAVO])
+    embedder = _CountingEmbedder()
+    waiting = IndexWriter(data_dir, embedder)
+    results: list[IngestResult] = []
+    # BRAVO is unchanged in the live version, so only CHARLIE is embedded ahead...
+    thread = threading.Thread(target=lambda: results.append(
+        waiting.apply([BRAVO, CHARLIE], wait_seconds=30.0)))
+
+    store = EmbeddedStore(data_dir)
+    with store.transaction(HashEmbedder()) as transaction:
+        ahead = _hold_and_wait_for_embedding(embedder, thread)
+        # ...but the writer holding the index deletes BRAVO before it lets go.
+        nothing = np.zeros((0, HashEmbedder().dimension), np.float32)
+        transaction.commit(ChangeSet(delete=frozenset({"bravo"}), add=[], chunk_vectors=nothing,
+                                     sentence_vectors=[], chunking=ChunkingConfig()), {})
+    thread.join(30)
+    (result,) = results
+    assert result.added == ["bravo", "charlie"]
+    assert embedder.embedded > ahead  # BRAVO was embedded after all, under the lock
+    assert embedder.embedded == result.chunks_embedded
+    snapshot = IndexSnapshot.open(data_dir)
+    assert snapshot.document("bravo")["text"] == BRAVO.text
     assert_consistent(snapshot)
