@@ -271,8 +271,9 @@ class QAService:
             return
         try:
             self.ask(AskRequest(question="What happened?"))
-        except GroundQAError as exc:
-            logger.warning("warm-up question failed: %s", exc.message)
+        except Exception as exc:  # noqa: BLE001 - best effort: the first request would retry
+            logger.warning("warm-up question failed (%s: %s); models load on first use",
+                           type(exc).__name__, exc)
 
     # -- questions ----------------------------------------------------------------------------
     def ask(self, request: AskRequest, *,

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from index.embedding import HashEmbedder
 from service.core import QAService
-from tests.http.conftest import API_KEY, ARTICLES, MAX_BODY_BYTES, AppClient, assert_error
+from tests.http.conftest import (
+    API_KEY,
+    ARTICLES,
+    MAX_BODY_BYTES,
+    AppClient,
+    assert_error,
+    http_settings,
+)
 
 # The API's operations: method, path → (operationId, tag). Changing one breaks generated clients.
 OPERATIONS = {
@@ -120,3 +130,16 @@ def test_metrics_labels_stay_bounded_whatever_the_paths(service: QAService,
     keyed_text = keyed.get("/metrics", headers={"Authorization": f"Bearer {API_KEY}"}).text
     # A refused request to a real route is counted under that route's template.
     assert 'method="GET",route="/v1/documents/{doc_id}",status="401"} 30.0' in keyed_text
+
+
+def test_warm_up_loads_the_reader_before_the_first_question(http_index: Path, tmp_path: Path,
+                                                            empty_service: QAService) -> None:
+    data_dir = tmp_path / "data"
+    shutil.copytree(http_index, data_dir)
+    fresh = QAService(http_settings(data_dir), HashEmbedder())
+    assert fresh.reader._session is None  # loads on first use
+    version = fresh.live().snapshot.version  # type: ignore[union-attr]
+    fresh.warm_up()
+    assert fresh.reader._session is not None
+    assert fresh.live().snapshot.version == version  # type: ignore[union-attr]
+    empty_service.warm_up()  # nothing to ask: a no-op, no error

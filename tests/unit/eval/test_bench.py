@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from eval.bench_cli import app
@@ -116,3 +118,28 @@ def test_bench_middleware_measures_the_app_against_a_bare_route(tmp_path: Path) 
     assert len(runs) == 3 and all(run["n"] == 200 and run["p50"] > 0 for run in runs.values())
     assert runs["bare FastAPI (the route only)"]["added_p50_ms"] == 0
     assert (tmp_path / "middleware.md").read_text().startswith("HTTP layers per request")
+
+
+@pytest.mark.model
+def test_bench_replicas_ingest_splits_the_articles_between_processes(
+        postgres_server: Any) -> None:
+    """Two ingest processes (real ONNX embedder) on one database write every demo article
+    once; the report table shows both runs."""
+    import psycopg
+
+    from eval.bench_replicas import _ingest, _new_database, replicas_markdown
+
+    url = _new_database(postgres_server.get_uri(), "gq_test_bench_replicas")
+    run = _ingest(url, "demo", 5, 2)
+    assert run["processes"] == 2 and len(run["process_s"]) == 2
+    assert run["articles_per_s"] > 0
+    with psycopg.connect(url) as conn:
+        live = conn.execute("SELECT count(DISTINCT doc_id) FROM gq_documents "
+                            "WHERE removed_in IS NULL").fetchone()
+    assert live == (5,)
+    report = {"corpus": "demo", "embedder": "onnx", "machine": {"cores": 2}, "ingest": [run],
+              "ask": [{"replicas": 2, "requests": 10, "concurrency": 2, "errors": 0,
+                       "throughput_rps": 3.0, "p50_ms": [100.0, 110.0],
+                       "load_average_1m": 1.0}]}
+    table = replicas_markdown(report)
+    assert "| 2 | 5 |" in table and "100 / 110" in table
