@@ -136,9 +136,13 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 
 
 def write_report(report_dir: Path, name: str, data: dict[str, Any], markdown: str) -> Path:
-    """Write ``name``.json and ``name``.md into ``report_dir``; return the JSON path."""
+    """Write ``name``.json, ``name``.md and the benchmark's figure ``name``.png into
+    ``report_dir``; return the JSON path."""
+    from eval.bench_plots import write_plot
+
     report_dir.mkdir(parents=True, exist_ok=True)
     path = report_dir / f"{name}.json"
     path.write_text(json.dumps(data, indent=2, default=str))
     (report_dir / f"{name}.md").write_text(markdown + "\n")
+    write_plot(data, report_dir / f"{name}.png")
     return path

@@ -66,6 +66,7 @@ def test_bench_scale_writes_json_and_markdown(tmp_path: Path) -> None:
     assert [run["params"]["shipped"] for _, run in sorted(hnsw.items())].count(1) == 1
     assert all(0.0 <= run["recall@10"] <= 1.0 for run in hnsw.values())
     assert (tmp_path / "scale-clustered.md").read_text().startswith("Vector index at scale")
+    assert (tmp_path / "scale-clustered.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_bench_scale_real_vectors_need_the_datasets(tmp_path: Path) -> None:
@@ -118,6 +119,7 @@ def test_bench_middleware_measures_the_app_against_a_bare_route(tmp_path: Path) 
     assert len(runs) == 3 and all(run["n"] == 200 and run["p50"] > 0 for run in runs.values())
     assert runs["bare FastAPI (the route only)"]["added_p50_ms"] == 0
     assert (tmp_path / "middleware.md").read_text().startswith("HTTP layers per request")
+    assert (tmp_path / "middleware.png").read_bytes().startswith(b"\x89PNG")
 
 
 @pytest.mark.model
@@ -143,3 +145,45 @@ def test_bench_replicas_ingest_splits_the_articles_between_processes(
                        "load_average_1m": 1.0}]}
     table = replicas_markdown(report)
     assert "| 2 | 5 |" in table and "100 / 110" in table
+
+
+def _latency(p50: float) -> dict[str, float]:
+    return {"n": 10, "p50": p50, "p95": p50 * 2, "p99": p50 * 3, "mean": p50}
+
+
+# The smallest report of each benchmark's shape, as its run_* function writes it.
+SAMPLE_REPORTS: dict[str, dict[str, Any]] = {
+    "query": {"benchmark": "query", "embedder": "onnx", "corpora": {"demo": {
+        "chunks": 42, "runs": [{"mode": "http", "spinning": False, "route": "ask",
+                                "concurrency": c, **_latency(10.0 * c)} for c in (1, 8)]}}},
+    "pgvector": {"benchmark": "pgvector", "size": 1000, **{engine: {"searches": {
+        "none": {**_latency(1.0), "recall@10": 0.99},
+        "1%": {**_latency(2.0), "recall@10": 0.5}}} for engine in ("faiss", "pgvector")}},
+    "replicas": {"benchmark": "replicas", "ingest": [
+        {"processes": n, "articles_per_s": 2.0 * n} for n in (1, 2)], "ask": [
+        {"replicas": n, "throughput_rps": 5.0} for n in (1, 2)]},
+    "ingest": {"benchmark": "ingest", "documents": 3, "runs": [{
+        "embedder": "onnx", "end_to_end_chunks_per_s": 50.0,
+        "embed_with_spans_chunks_per_s": 60.0, "ceiling_chunks_per_s": 62.0}]},
+    "memory": {"benchmark": "memory", "embedder": "onnx", "corpora": {"demo": {
+        "rss_bytes": {"model_loaded": 300 * 2**20, "service_ready": 400 * 2**20}}}},
+    "peer": {"benchmark": "peer", "groundqa": [
+        {"embedder": "onnx", "ingest_s": 10.0, "search_ms": _latency(5.0)}],
+        "txtai": {"version": "9", "index_s": 12.0, "search_ms": _latency(7.0)}},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLE_REPORTS))
+def test_every_benchmark_report_gets_its_figure(name: str, tmp_path: Path) -> None:
+    from eval.bench_common import write_report
+
+    write_report(tmp_path, name, SAMPLE_REPORTS[name], "table")
+    assert (tmp_path / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_report_without_a_figure_still_writes_json_and_markdown(tmp_path: Path) -> None:
+    from eval.bench_common import write_report
+
+    write_report(tmp_path, "other", {"benchmark": "something else"}, "table")
+    assert (tmp_path / "other.json").is_file() and (tmp_path / "other.md").is_file()
+    assert not (tmp_path / "other.png").exists()
