@@ -2,10 +2,11 @@
 ingest rate with 1 and 2 ingest processes.
 
 * Ingest: the same articles go into two fresh databases, once by one ``IndexWriter`` process,
-  once split between two processes started together. Each process embeds on one ONNX Runtime
-  thread, as if each had a machine of one core to itself, so the second figure shows what the
-  writers' coordination allows (one writes while the other embeds) rather than how two
-  processes share this machine's cores. Reported: wall time and articles per second.
+  once split between two processes started together. Each process is pinned to a core of its
+  own and embeds on one ONNX Runtime thread, as if each had a one-core machine to itself, so
+  the second figure shows what the writers' coordination allows (one writes while the other
+  embeds) rather than how two processes share this machine's cores. Reported: wall time and
+  articles per second.
 * Ask: real ``uvicorn`` servers on the first database, ``/v1/ask`` at a fixed total
   concurrency, sent to one server or split evenly between two. On one machine the replicas
   share its cores, so the second figure is bounded by the cores, not by the database.
@@ -17,6 +18,7 @@ started with pgserver.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import tempfile
@@ -44,6 +46,9 @@ def ingest_part(url: str, corpus: str, limit: int, part: int, parts: int) -> flo
     from index.ingest import IndexWriter
     from index.store.postgres import PostgresStore
 
+    if hasattr(os, "sched_setaffinity"):  # one core each, as on machines of their own
+        cores = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cores[part % len(cores)]})
     documents = load_corpus(corpus, limit)[part::parts]
     embedder = OnnxEmbedder(threads=1)
     store = PostgresStore(url)
