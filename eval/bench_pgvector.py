@@ -1,16 +1,16 @@
 """Chunk vectors in pgvector HNSW (the PostgreSQL store) vs FAISS HNSW (the embedded store).
 
-The vectors are MiniLM embeddings of real text: SciFact abstracts' sentences are embedded with
-the packaged model and then repeated with a small random perturbation (re-normalised) until
-the requested size is reached; the queries are SciFact's claims, embedded the same way. Both
-indexes are built with the settings the stores use (FAISS: M=32, efConstruction=80,
-efSearch=128; pgvector: m=16, ef_construction=64, ef_search as the store sets it), and
-measured on:
+The vectors are those of ``groundqa bench scale --vectors real`` (eval/bench_vectors.py): real
+MiniLM chunk vectors of BBC News, SciFact, NewsQA and SQuAD text, grown to the requested size
+by moving each real vector a little towards another, with real questions as queries. Both
+indexes are built with the settings their stores use at that size (FAISS: M=32 and the
+efConstruction/efSearch of ``hnsw_ef_construction``/``hnsw_ef_search``; pgvector: m=16,
+ef_construction=64, ef_search as the store sets it), and measured on:
 
 * build time (FAISS on all cores; PostgreSQL one maintenance worker per core),
 * single-query latency p50/p99 for the top 10, with no filter and with a filter keeping 10 %
   and 1 % of the vectors (an outlet), both through the graph and exactly (a scan of the filtered
-  rows, which the store uses for selective filters),
+  rows, which the PostgreSQL store uses for selective filters),
 * recall@10 against exact search (numpy over the same vectors and filter),
 * memory (FAISS: the index in RAM; PostgreSQL: the graph and table, which must stay in the
   buffer cache to answer at these speeds) and disk.
@@ -33,45 +33,6 @@ from eval.bench_common import load_average, machine, markdown_table, percentiles
 
 DIMENSION = 384
 OUTLETS = 100  # outlet i holds 1 % of the vectors; "10 %" is outlets 0-9
-PERTURBATION = 0.35  # norm of the noise added to a repeated vector (cosine ~0.94 to its source)
-
-
-def real_vectors(scifact: Path, base: int, queries: int,
-                 embedder_kind: str = "onnx") -> tuple[np.ndarray, np.ndarray]:
-    """MiniLM vectors of up to ``base`` SciFact sentences and of ``queries`` SciFact claims."""
-    from eval.retrieval import load_dataset
-    from index.embedding import load_embedder
-
-    dataset = load_dataset(scifact)
-    embedder = load_embedder(embedder_kind)
-    sentences: list[str] = []
-    for _title, text in dataset.corpus.values():
-        sentences.extend(s.strip() for s in text.split(". ") if len(s.strip()) > 30)
-        if len(sentences) >= base:
-            break
-    sentences = sentences[:base]
-    claims = list(dataset.queries.values())[:queries]
-    vectors = np.concatenate([embedder.embed(sentences[i:i + 256])
-                              for i in range(0, len(sentences), 256)])
-    return vectors.astype(np.float32), embedder.embed(claims).astype(np.float32)
-
-
-def grow(base: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
-    """``size`` unit vectors: ``base`` first, then perturbed copies of it."""
-    rng = np.random.default_rng(seed)
-    out = np.empty((size, base.shape[1]), np.float32)
-    out[: min(size, len(base))] = base[:size]
-    for begin in range(len(base), size, 50_000):
-        n = min(50_000, size - begin)
-        source = base[rng.integers(0, len(base), n)]
-        noise = rng.standard_normal(source.shape).astype(np.float32)
-        noise *= PERTURBATION / np.linalg.norm(noise, axis=1, keepdims=True)
-        block = source + noise
-        block /= np.linalg.norm(block, axis=1, keepdims=True)
-        out[begin : begin + n] = block
-    return out
-
-
 def exact_top(vectors: np.ndarray, queries: np.ndarray, allowed: np.ndarray | None,
               k: int = 10) -> np.ndarray:
     """Ids of the true top ``k`` by inner product (restricted to ``allowed`` ids)."""
@@ -98,17 +59,22 @@ def _faiss_runs(vectors: np.ndarray, queries: np.ndarray, outlets: np.ndarray,
     from index.store.embedded_writer import _new_faiss_index
 
     faiss.omp_set_num_threads(os.cpu_count() or 1)
-    index = _new_faiss_index(DIMENSION, "hnsw", len(vectors))  # the embedded store's settings
+    index: Any = _new_faiss_index(DIMENSION, "hnsw", len(vectors))  # the store's settings
     started = time.perf_counter()
     index.add_with_ids(vectors, np.arange(len(vectors), dtype=np.int64))
     build = time.perf_counter() - started
     size = len(faiss.serialize_index(index))
+    graph: Any = faiss.downcast_index(index.index)
+    settings = {"M": int(graph.hnsw.nb_neighbors(1)),
+                "efConstruction": int(graph.hnsw.efConstruction),
+                "efSearch": int(graph.hnsw.efSearch)}
     faiss.omp_set_num_threads(1)  # as the store serves queries
     searches: dict[str, Any] = {}
     for name, allowed in filters.items():
         params = None
         if allowed is not None:
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+            params = faiss.SearchParameters(  # type: ignore[call-arg]
+                sel=faiss.IDSelectorBatch(allowed))
         latencies, found = [], []
         for query in queries:
             t0 = time.perf_counter()
@@ -118,7 +84,8 @@ def _faiss_runs(vectors: np.ndarray, queries: np.ndarray, outlets: np.ndarray,
         searches[name] = {"path": "graph", **percentiles(latencies),
                           "recall@10": recall(found, truth[name])}
     del outlets
-    return {"build_s": build, "memory_bytes": size, "disk_bytes": size, "searches": searches}
+    return {"build_s": build, "memory_bytes": size, "disk_bytes": size, "settings": settings,
+            "searches": searches}
 
 
 def _pg_runs(url: str, vectors: np.ndarray, queries: np.ndarray, outlets: np.ndarray,
@@ -186,18 +153,27 @@ def _pg_runs(url: str, vectors: np.ndarray, queries: np.ndarray, outlets: np.nda
             "disk_bytes": total_bytes, "searches": searches}
 
 
-def run_pgvector_bench(size: int, scifact: Path, database_url: str | None = None,
-                       queries: int = 200, base: int = 5_000) -> dict[str, Any]:
-    """Build both indexes over the same ``size`` vectors and measure them."""
+def run_pgvector_bench(size: int, datasets: Path, database_url: str | None = None,
+                       queries: int = 200, work_dir: Path | None = None) -> dict[str, Any]:
+    """Build both indexes over the same ``size`` vectors and measure them.
+
+    The vectors are those of ``groundqa bench scale --vectors real`` (eval/bench_vectors.py):
+    real MiniLM chunk vectors of BBC News, SciFact, NewsQA and SQuAD text, grown to ``size``,
+    with real questions as queries; cached in ``work_dir``.
+    """
+    import tempfile
+
+    from eval import bench_vectors
+
     report: dict[str, Any] = {"benchmark": "pgvector", "size": size, "dimension": DIMENSION,
-                              "machine": machine(), "vectors": {
-                                  "source": f"MiniLM (onnx) vectors of {base} SciFact "
-                                            "sentences, repeated with perturbation "
-                                            f"{PERTURBATION} to {size}",
-                                  "queries": f"{queries} SciFact claims"}}
+                              "machine": machine()}
     started = time.perf_counter()
-    source, probe = real_vectors(scifact, base, queries)
-    vectors = grow(source, size)
+    base, question_vectors = bench_vectors.base_vectors(
+        datasets, work_dir or Path(tempfile.mkdtemp(prefix="groundqa-bench-pgvector-")))
+    vectors = bench_vectors.grow(base, size)
+    probe = bench_vectors.sample_queries(question_vectors, queries)
+    report["vectors"] = {"source": bench_vectors.describe(
+        len(base), len(probe), ["BBC News", "SciFact", "NewsQA", "SQuAD"])}
     report["embed_s"] = time.perf_counter() - started
     outlets = np.random.default_rng(1).integers(0, OUTLETS, size)
     filters: dict[str, np.ndarray | None] = {
@@ -209,8 +185,6 @@ def run_pgvector_bench(size: int, scifact: Path, database_url: str | None = None
     report["load_average_after_faiss"] = round(load_average(), 2)
     server = None
     if database_url is None:
-        import tempfile
-
         import pgserver
 
         server = pgserver.get_server(tempfile.mkdtemp(prefix="gq-bench-pg-"),
@@ -230,11 +204,13 @@ def pgvector_markdown(report: dict[str, Any]) -> str:
     mib = 1024 * 1024
     faiss_run, pg_run = report["faiss"], report["pgvector"]
     lines = [f"pgvector HNSW vs FAISS HNSW, {report['size']:,} × {report['dimension']}-d "
-             f"({report['vectors']['source']}; {report['vectors']['queries']}); load "
+             f"({report['vectors']['source']}); load "
              f"{report['machine']['load_average_1m_at_start']} at start, "
              f"{report['load_average_at_end']} at end", "",
              markdown_table(["index", "build s", "memory MiB", "disk MiB"], [
-                 ["FAISS HNSW (M=32, efC=80)", faiss_run["build_s"],
+                 ["FAISS HNSW (" + ", ".join(f"{k}={v}" for k, v in
+                                             faiss_run.get("settings", {}).items()) + ")",
+                  faiss_run["build_s"],
                   faiss_run["memory_bytes"] / mib, faiss_run["disk_bytes"] / mib],
                  ["pgvector HNSW (m=16, efc=64)", pg_run["build_s"],
                   pg_run["memory_bytes"] / mib, pg_run["disk_bytes"] / mib]]), ""]

@@ -97,12 +97,12 @@ def run_scale_bench(sizes: Sequence[int] = (100_000,), kinds: Sequence[str] = ("
                     ef_construction: Sequence[int] = ()) -> dict[str, Any]:
     """Build each index kind at each size; record build time, size, recall@10 and latency.
 
-    HNSW is built once per ``ef_construction`` value (none given: the service's own), each
-    graph searched at every ``ef_search`` value and the one the service would use.
+    HNSW is built once per ``ef_construction`` value (none given: the service's own for the
+    size), each graph searched at every ``ef_search`` value and the one the service would use.
     """
     import faiss
 
-    from index.store.embedded_writer import HNSW_EF_CONSTRUCTION, hnsw_ef_search
+    from index.store.embedded_writer import hnsw_ef_construction, hnsw_ef_search
 
     report: dict[str, Any] = {"benchmark": "scale", "dimension": DIMENSION,
                               "machine": machine(), "vectors": vectors, "runs": []}
@@ -125,8 +125,9 @@ def run_scale_bench(sizes: Sequence[int] = (100_000,), kinds: Sequence[str] = ("
             probe = clustered_vectors(queries, seed=size + 1)
         ids = np.arange(size, dtype=np.int64)
         truth: np.ndarray | None = None
+        shipped_efc = hnsw_ef_construction(size)
         builds = [(kind, efc) for kind in kinds for efc in (
-            (ef_construction or [HNSW_EF_CONSTRUCTION]) if kind == "hnsw" else [None])]
+            (ef_construction or [shipped_efc]) if kind == "hnsw" else [None])]
         for kind, efc in builds:
             faiss.omp_set_num_threads(build_threads or os.cpu_count() or 1)
             load_before = load_average()
@@ -152,7 +153,7 @@ def run_scale_bench(sizes: Sequence[int] = (100_000,), kinds: Sequence[str] = ("
                               "efConstruction": int(inner.hnsw.efConstruction),
                               "efSearch": setting["efSearch"],
                               "shipped": int(setting["efSearch"] == hnsw_ef_search(size)
-                                             and efc == HNSW_EF_CONSTRUCTION)}
+                                             and efc == shipped_efc)}
                 elif kind == "ivf":
                     params = {"nlist": int(inner.nlist), "nprobe": int(inner.nprobe)}
                 found_array, latencies = _search(index, probe)

@@ -388,9 +388,11 @@ class EmbeddedStore:
 
 
 def _set_search_effort(vectors: faiss.Index) -> None:
-    """Give an HNSW index the search effort its size needs (versions written before too)."""
+    """Give an HNSW index the search effort its size and graph need (versions written before
+    too: a large graph built sparser keeps a higher effort)."""
     from index.store.embedded_writer import hnsw_ef_search
 
     inner = faiss.downcast_index(vectors.index) if hasattr(vectors, "index") else vectors
-    if isinstance(inner, faiss.IndexHNSW):
-        inner.hnsw.efSearch = hnsw_ef_search(int(vectors.ntotal))
+    if isinstance(inner, faiss.IndexHNSW):  # the graph's own build effort is saved with it
+        inner.hnsw.efSearch = hnsw_ef_search(int(vectors.ntotal),
+                                             int(inner.hnsw.efConstruction))

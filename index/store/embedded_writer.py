@@ -37,21 +37,35 @@ HNSW_AUTO_THRESHOLD = 100_000
 # HNSW graph and search settings. `groundqa bench scale --vectors real` measured recall@10
 # against exact search on real MiniLM vectors of BBC News, SciFact, NewsQA and SQuAD text
 # (26,544 chunks grown by perturbation), 300 real questions as queries (README "Performance"):
-# efSearch 128 gives 0.986 at 100k vectors; 300k needs 512 (0.985; 128 gave 0.945); at 1M,
-# 1024 gives 0.971 (512: 0.946, 2048: 0.974 at twice the latency), the best this graph
-# (efConstruction 80) allows. The search effort therefore grows with the index.
+# with efConstruction 80, efSearch 128 gives 0.986 at 100k vectors and 300k needs 512 (0.985;
+# 128 gave 0.945), but at 1M that graph tops out at 0.974 (efSearch 2048). A denser graph,
+# efConstruction 200, gives 0.987 at 1M with efSearch 512 (p50 2.5 ms; 1024: 0.999, 4.7 ms) for
+# 2.5x the build time, so it is used only where the sparser one falls short. The search effort
+# therefore grows with the index, and an older large graph (efConstruction 80) keeps 1024.
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
+HNSW_DENSE_ABOVE = 400_000
+HNSW_EF_CONSTRUCTION_DENSE = 200
 HNSW_EF_SEARCH_BY_SIZE = ((150_000, 128), (400_000, 512))
-HNSW_EF_SEARCH_LARGE = 1024
+HNSW_EF_SEARCH_LARGE = 512
+HNSW_EF_SEARCH_LARGE_SPARSE = 1024
 
 
-def hnsw_ef_search(count: int) -> int:
-    """The HNSW search effort for an index of ``count`` vectors (measured, see above)."""
+def hnsw_ef_construction(count: int) -> int:
+    """The HNSW build effort for an index of ``count`` vectors (measured, see above)."""
+    return HNSW_EF_CONSTRUCTION_DENSE if count > HNSW_DENSE_ABOVE else HNSW_EF_CONSTRUCTION
+
+
+def hnsw_ef_search(count: int, ef_construction: int | None = None) -> int:
+    """The HNSW search effort for a graph of ``count`` vectors built with ``ef_construction``
+    (default: what ``hnsw_ef_construction`` builds at that size); measured, see above."""
     for limit, ef in HNSW_EF_SEARCH_BY_SIZE:
         if count <= limit:
             return ef
-    return HNSW_EF_SEARCH_LARGE
+    if ef_construction is None:
+        ef_construction = hnsw_ef_construction(count)
+    return HNSW_EF_SEARCH_LARGE if ef_construction >= HNSW_EF_CONSTRUCTION_DENSE \
+        else HNSW_EF_SEARCH_LARGE_SPARSE
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -84,7 +98,7 @@ def _new_faiss_index(dimension: int, index_type: str, count: int) -> faiss.Index
         inner: faiss.Index = faiss.IndexFlatIP(dimension)
     elif index_type == "hnsw":
         inner = faiss.IndexHNSWFlat(dimension, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        inner.hnsw.efConstruction = hnsw_ef_construction(count)
         inner.hnsw.efSearch = hnsw_ef_search(count)
     else:
         raise ValueError(f"unknown index type {index_type!r} (flat, hnsw or auto)")
