@@ -88,6 +88,7 @@ MAX_EF_SEARCH = 1000
 EXACT_FILTER_ROWS = 2_000
 PURGE_AFTER_SECONDS = 600
 LOCK_KEY = 0x67716E64  # "gqnd": the advisory lock of the one writer
+EXTENSION_LOCK_KEY = 0x67716E65  # held while a process makes sure pgvector is installed
 POOL_SIZE = 10
 # How long a request waits for a pooled connection before it is answered 503 (the database is
 # down or every connection is busy); the pool keeps reconnecting in the background meanwhile.
@@ -247,9 +248,12 @@ class PostgresStore:
         self.cache = _ChunkCache()
         self._meta: dict[str, Any] | None = None
         try:
-            with psycopg.connect(url, autocommit=True,
-                                 connect_timeout=CONNECT_TIMEOUT_SECONDS) as conn:
+            with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_SECONDS) as conn:
+                # "IF NOT EXISTS" is not safe against itself: two processes starting at once
+                # on a new database both create it and one fails, so they take turns.
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (EXTENSION_LOCK_KEY,))
                 conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                conn.commit()
         except psycopg.Error as exc:
             raise IndexNotFound(
                 f"cannot use the database at {redact_url(url)} ({_first_line(exc)}); check "

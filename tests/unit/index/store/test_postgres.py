@@ -167,3 +167,31 @@ def test_the_cli_ingests_into_and_reads_from_the_database(
     listed = runner.invoke(app, ["documents", "list", "--json"])
     assert json.loads(listed.stdout) == []
     assert not (tmp_path / "never-written").exists()
+
+
+def test_processes_starting_together_on_a_new_database_all_connect(database_url: str) -> None:
+    """Replicas (or ingests) started at once on a database without pgvector yet: each makes
+    sure the extension exists, and none fails because another created it meanwhile."""
+    from index.store.postgres import PostgresStore
+
+    starters = 8
+    barrier = threading.Barrier(starters)
+    stores: list[PostgresStore] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            stores.append(PostgresStore(database_url, pool_size=1))
+        except BaseException as exc:  # noqa: BLE001 - collected and shown below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(starters)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for store in stores:
+        store.close()
+    assert not errors, errors[0]
+    assert len(stores) == starters
