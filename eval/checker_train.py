@@ -28,7 +28,16 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from eval.reader_train import _model_dir, _save, app, export_int8
+from eval.reader_train import (
+    _model_dir,
+    _save,
+    app,
+    decay_groups,
+    export_int8,
+    linear_schedule,
+    resume_from,
+    save_checkpoint,
+)
 
 logger = logging.getLogger("groundqa.train")
 DEFAULT_OUT = Path("service/support/models/checker")
@@ -143,35 +152,24 @@ def _train(model: Any, encoder: Any, data: Any, hp: dict[str, Any], work: Path, 
     model.bert.embeddings.requires_grad_(False)
     for layer in model.bert.encoder.layer[: hp["freeze_layers"]]:
         layer.requires_grad_(False)  # cheaper steps on shared cores; the top layers adapt
-    no_decay = ("bias", "LayerNorm.weight")
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     head = [p for n, p in trainable if n.startswith("classifier")]
     body = [(n, p) for n, p in trainable if not n.startswith("classifier")]
-    params = [{"params": [p for n, p in body if not n.endswith(no_decay)],
-               "weight_decay": hp["weight_decay"]},
-              {"params": [p for n, p in body if n.endswith(no_decay)], "weight_decay": 0.0},
+    params = [*decay_groups(body, hp["weight_decay"]),
               {"params": head, "weight_decay": 0.0, "lr": hp["head_lr"]}]
     optimizer = torch.optim.AdamW(params, lr=hp["lr"], fused=True)
     per_epoch = math.ceil(len(encoded) / hp["batch_size"])
     total = math.ceil(per_epoch * hp["epochs"])
-    warmup = max(1, int(hp["warmup"] * total))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+    scheduler = linear_schedule(optimizer, total, max(1, int(hp["warmup"] * total)))
     record: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "elapsed": 0.0,
                               "best_auc": -1.0, "history": [], "finished": False,
                               "total_steps": total, "steps_per_epoch": per_epoch, "rates": []}
     last, best = work / "last.pt", work / "best.pt"
-    if resume and last.is_file():
-        state = torch.load(last, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        record = state["record"]
-        logger.info("resumed at epoch %d step %d", record["epoch"], record["step_in_epoch"])
+    if resume:
+        record = resume_from(last, model, optimizer, scheduler, record)
 
     def checkpoint() -> None:
-        _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-               "scheduler": scheduler.state_dict(), "record": record}, last)
+        save_checkpoint(last, model, optimizer, scheduler, record)
 
     def evaluate() -> None:
         gold = np.array([c.label for c in data.dev])

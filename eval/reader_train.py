@@ -93,6 +93,47 @@ def _save(state: dict[str, Any], path: Path) -> None:
     tmp.replace(path)
 
 
+NO_DECAY = ("bias", "LayerNorm.weight")
+
+
+def decay_groups(named: list[tuple[str, Any]], weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW parameter groups: weight decay on ``named``'s weights, none on biases and norms."""
+    return [{"params": [p for n, p in named if not n.endswith(NO_DECAY)],
+             "weight_decay": weight_decay},
+            {"params": [p for n, p in named if n.endswith(NO_DECAY)], "weight_decay": 0.0}]
+
+
+def linear_schedule(optimizer: Any, total: int, warmup: int) -> Any:
+    """Linear warm-up over ``warmup`` steps, then linear decay to zero at ``total``."""
+    import torch
+
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+
+
+def save_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any,
+                    record: dict[str, Any]) -> None:
+    """Everything a resumed run needs: weights, optimiser, schedule and the training record."""
+    _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+           "scheduler": scheduler.state_dict(), "record": record}, path)
+
+
+def resume_from(path: Path, model: Any, optimizer: Any, scheduler: Any,
+                record: dict[str, Any]) -> dict[str, Any]:
+    """Load ``save_checkpoint``'s state from ``path`` if it exists; the record to go on with."""
+    import torch
+
+    if not path.is_file():
+        return record
+    state = torch.load(path, weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    logger.info("resumed at epoch %d step %d", state["record"]["epoch"],
+                state["record"]["step_in_epoch"])
+    return state["record"]  # type: ignore[no-any-return]
+
+
 def _train(model: Any, tokenizer: Any, examples: list[rd.Example], dev: list[rd.EvalItem],
            hp: dict[str, Any], work: Path, resume: bool, measure_steps: int) -> dict[str, Any]:
     """The training loop with checkpoints; returns the training record (history, time)."""
@@ -100,32 +141,21 @@ def _train(model: Any, tokenizer: Any, examples: list[rd.Example], dev: list[rd.
 
     if hp["freeze_word_embeddings"]:
         model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
-    no_decay = ("bias", "LayerNorm.weight")
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    params = [{"params": [p for n, p in trainable if not n.endswith(no_decay)],
-               "weight_decay": hp["weight_decay"]},
-              {"params": [p for n, p in trainable if n.endswith(no_decay)], "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(params, lr=hp["lr"], fused=True)
+    optimizer = torch.optim.AdamW(decay_groups(trainable, hp["weight_decay"]), lr=hp["lr"],
+                                  fused=True)
     per_epoch = math.ceil(len(examples) / hp["batch_size"])
     total = math.ceil(per_epoch * hp["epochs"])
-    warmup = max(1, int(hp["warmup"] * total))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+    scheduler = linear_schedule(optimizer, total, max(1, int(hp["warmup"] * total)))
     record: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "elapsed": 0.0,
                               "best_f1": -1.0, "history": [], "finished": False,
                               "total_steps": total, "steps_per_epoch": per_epoch}
     last, best = work / "last.pt", work / "best.pt"
-    if resume and last.is_file():
-        state = torch.load(last, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        record = state["record"]
-        logger.info("resumed at epoch %d step %d", record["epoch"], record["step_in_epoch"])
+    if resume:
+        record = resume_from(last, model, optimizer, scheduler, record)
 
     def checkpoint() -> None:
-        _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-               "scheduler": scheduler.state_dict(), "record": record}, last)
+        save_checkpoint(last, model, optimizer, scheduler, record)
 
     model.train()
     started = time.monotonic() - record["elapsed"]
