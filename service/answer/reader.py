@@ -242,6 +242,17 @@ def cpu_session(model_path: Path, threads: int | None = None) -> Any:
                                 providers=["CPUExecutionProvider"])
 
 
+def model_file(path: Path | None, default: Path, what: str) -> Path:
+    """The ONNX file a model is loaded from: ``path`` (a file, or a folder holding
+    ``model.onnx``) or ``default``; ``FileNotFoundError`` naming ``what`` when it is missing."""
+    model_path = Path(path) if path is not None else default
+    if model_path.is_dir():
+        model_path = model_path / "model.onnx"
+    if not model_path.is_file():
+        raise FileNotFoundError(f"{what} not found: {model_path}")
+    return model_path
+
+
 class SpanReader:
     """The shipped reader model behind ONNX Runtime; loads lazily, safe to share across threads."""
 
@@ -257,12 +268,7 @@ class SpanReader:
     @classmethod
     def load(cls, path: Path | None = None, threads: int | None = None) -> SpanReader:
         """A reader for the ONNX file at ``path`` (a file or its folder; default: shipped model)."""
-        model_path = Path(path) if path is not None else DEFAULT_MODEL
-        if model_path.is_dir():
-            model_path = model_path / "model.onnx"
-        if not model_path.is_file():
-            raise FileNotFoundError(f"reader model not found: {model_path}")
-        return cls(model_path, threads)
+        return cls(model_file(path, DEFAULT_MODEL, "reader model"), threads)
 
     def _ensure_loaded(self) -> tuple[Any, Any]:
         if self._session is None:

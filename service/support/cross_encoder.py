@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from service.answer.reader import INPUT_NAMES, cpu_session, load_tokenizer
+from service.answer.reader import INPUT_NAMES, cpu_session, load_tokenizer, model_file
 
 logger = logging.getLogger(__name__)
 
@@ -166,12 +166,7 @@ class CrossEncoder:
     @classmethod
     def load(cls, path: Path | None = None, threads: int | None = None) -> CrossEncoder:
         """The model at ``path`` (file or folder; default: the shipped one); raises if missing."""
-        model_path = Path(path) if path is not None else DEFAULT_MODEL_DIR
-        if model_path.is_dir():
-            model_path = model_path / "model.onnx"
-        if not model_path.is_file():
-            raise FileNotFoundError(f"checker model not found: {model_path}")
-        return cls(model_path, threads)
+        return cls(model_file(path, DEFAULT_MODEL_DIR, "checker model"), threads)
 
     @property
     def encoder(self) -> PairEncoder:
