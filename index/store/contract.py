@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from corpus.errors import EmbeddingMismatch
 from corpus.loader import Document
 from index.chunking import Chunk, ChunkingConfig
 from index.embedding import Embedder
@@ -228,3 +229,16 @@ class Store(Protocol):
                     wait_seconds: float = 0.0) -> AbstractContextManager[Transaction]:
         """Begin the one write at a time; ``IndexBusy`` if another outlasts ``wait_seconds``."""
         ...
+
+
+def check_model(recorded: dict[str, Any], embedder: Embedder, where: str,
+                fresh_place: str) -> None:
+    """Raise ``EmbeddingMismatch`` unless the index ``where`` (its ``recorded`` model and
+    dimension) was built with ``embedder``'s model; the message says to rebuild it in
+    ``fresh_place`` otherwise."""
+    if recorded.get("model") != embedder.name or recorded.get("dimension") != embedder.dimension:
+        raise EmbeddingMismatch(
+            f"the index in {where} was built with {recorded.get('model')} "
+            f"({recorded.get('dimension')}-d) but this process embeds with {embedder.name} "
+            f"({embedder.dimension}-d); use the same model, or rebuild the index in "
+            f"{fresh_place}")

@@ -30,26 +30,15 @@ import numpy as np
 
 from corpus.errors import (
     DocumentNotFound,
-    EmbeddingMismatch,
     IndexCorrupt,
     IndexNotFound,
     InsufficientStorage,
 )
 from index.embedding import Embedder
 from index.lexical import LexicalIndex
-from index.store.contract import ChunkRecord, Filters, SentenceRecord
+from index.store.contract import ChunkRecord, Filters, SentenceRecord, check_model
 from index.store.embedded_writer import FORMAT_VERSION, VersionWriter
 from index.store.layout import CHECKSUM_ALGORITHM, DataDir, damaged_files
-
-
-def _check_model(manifest: dict[str, Any], embedder: Embedder, where: Path) -> None:
-    if manifest.get("model") != embedder.name or manifest.get("dimension") != embedder.dimension:
-        raise EmbeddingMismatch(
-            f"the index in {where} was built with {manifest.get('model')} "
-            f"({manifest.get('dimension')}-d) but this process embeds with {embedder.name} "
-            f"({embedder.dimension}-d); use the same model, or rebuild the index in a new "
-            "data directory"
-        )
 
 
 def _verify_checksums(manifest: dict[str, Any], path: Path, name: str, data_dir: Path) -> None:
@@ -136,7 +125,7 @@ class IndexSnapshot:
                 f"{FORMAT_VERSION}; rebuild it with `groundqa ingest` in a new data directory"
             )
         if embedder is not None:
-            _check_model(manifest, embedder, data_dir)
+            check_model(manifest, embedder, str(data_dir), "a new data directory")
         _verify_checksums(manifest, path, name, data_dir)
         try:
             vectors = faiss.read_index(str(path / "vectors.faiss"))

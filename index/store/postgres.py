@@ -47,7 +47,6 @@ import numpy as np
 
 from corpus.errors import (
     DocumentNotFound,
-    EmbeddingMismatch,
     IndexBusy,
     IndexCorrupt,
     IndexNotFound,
@@ -55,7 +54,7 @@ from corpus.errors import (
 )
 from index.embedding import Embedder
 from index.lexical import BM25_B, BM25_K1, tokenize
-from index.store.contract import ChangeSet, ChunkRecord, Filters, SentenceRecord
+from index.store.contract import ChangeSet, ChunkRecord, Filters, SentenceRecord, check_model
 
 try:  # optional: only deployments that set GROUNDQA_DATABASE_URL need these
     import psycopg
@@ -333,7 +332,7 @@ class PostgresStore:
                 f"the database holds index format {meta.get('format')}, expected "
                 f"{FORMAT_VERSION}; rebuild it with `groundqa ingest` in a new database")
         if embedder is not None:
-            _check_model(meta, embedder, self.url)
+            self._check_model(meta, embedder)
         created_at, documents, chunks, sentences, term_total = row
         manifest = {
             "format": FORMAT_VERSION, "version": name,
@@ -391,6 +390,9 @@ class PostgresStore:
         except psycopg.OperationalError as exc:  # the database went away mid-write
             raise self._unavailable(exc, writing=True) from None
 
+    def _check_model(self, meta: dict[str, Any], embedder: Embedder) -> None:
+        check_model(meta, embedder, f"the database at {redact_url(self.url)}", "a new database")
+
     def _ensure_schema(self, conn: Any, embedder: Embedder) -> None:
         """Create the tables on first write (under the writers' lock) and check the model."""
         if not self._tables_exist(conn):
@@ -403,16 +405,7 @@ class PostgresStore:
                              (key, json.dumps(value)))
             self._meta = None
         meta = {k: v for k, v in conn.execute("SELECT key, value FROM gq_meta").fetchall()}
-        _check_model(meta, embedder, self.url)
-
-
-def _check_model(meta: dict[str, Any], embedder: Embedder, url: str) -> None:
-    if meta.get("model") != embedder.name or meta.get("dimension") != embedder.dimension:
-        raise EmbeddingMismatch(
-            f"the index in the database at {redact_url(url)} was built with {meta.get('model')} "
-            f"({meta.get('dimension')}-d) but this process embeds with {embedder.name} "
-            f"({embedder.dimension}-d); use the same model, or rebuild the index in a new "
-            "database")
+        self._check_model(meta, embedder)
 
 
 def redact_url(url: str) -> str:
