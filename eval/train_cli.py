@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from eval import checker_train  # noqa: F401 - registers `groundqa train checker`
 from eval.reader_train import app
@@ -32,22 +33,42 @@ def train_decide(
                                                help="Retrieved passages the reader reads.")] = 5,
     limit: Annotated[int | None, typer.Option("--limit", min=10, help="Smoke runs: at most "
                                               "this many questions.")] = None,
+    reuse_rows: Annotated[bool, typer.Option("--reuse-rows", help="Refit on the candidates "
+                                             "collected by the last run in --data-dir (same "
+                                             "reader) instead of asking again.")] = False,
 ) -> None:
     """Fit the answer-or-abstain model and its threshold on the reader's development data."""
     import logging
 
-    from eval.decide_fit import collect, fit, write_model
+    from eval.decide_fit import collect, fit, load_rows, save_rows, write_model
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    with console.status("asking the calibration questions"):
-        rows = collect(squad, newsqa, data_dir, read_passages, limit)
-    if len({r.right for r in rows}) < 2:
+    saved = data_dir / "candidates.jsonl"
+    if reuse_rows:
+        if not saved.is_file():
+            console.print(f"error: no collected candidates in {saved}; run without --reuse-rows")
+            raise typer.Exit(code=2)
+        rows = load_rows(saved)
+    else:
+        with console.status("asking the calibration questions"):
+            rows = collect(squad, newsqa, data_dir, read_passages, limit)
+        save_rows(rows, saved)
+    if len({r.right for r in rows if r.features}) < 2:
         console.print("error: the calibration questions gave only one label; nothing to fit")
         raise typer.Exit(code=2)
     weights, metrics = fit(rows)
-    command = "groundqa train decide " + " ".join(shlex.quote(a) for a in sys.argv[3:])
+    command = "groundqa train decide " + " ".join(
+        shlex.quote(a) for a in sys.argv[3:] if a != "--reuse-rows")
     write_model(weights, metrics, out, squad=squad, newsqa=newsqa,
                 read_passages=read_passages, command=command.strip())
-    for name, value in metrics.items():
-        console.print(f"{name}: {value:.3f}", highlight=False)
+    table = Table("model", "source", "forced F1", "F1", "answer rate", "abstain rate",
+                  "balanced acc.", "precision", title="cross-validated on the development "
+                  "questions")
+    for model, per_source in metrics["cross_validated"].items():
+        for source, m in per_source.items():
+            if isinstance(m, dict):
+                table.add_row(model, source, *(f"{m[k]:.3f}" for k in (
+                    "forced_f1", "f1", "answer_rate_answerable", "abstain_rate_unanswerable",
+                    "balanced_accuracy", "precision_of_answers")))
+    console.print(table)
     console.print(f"threshold: {weights['threshold']:.3f} → {out}", highlight=False)

@@ -1,15 +1,16 @@
-"""Answer or abstain: the reader's best span, described by a few features, and a calibrated
-probability that it is right.
+"""Answer or abstain: every span the reader proposed, described by a few features, scored
+with a calibrated probability that it is right; the most probable one is the answer when that
+probability reaches the threshold.
 
-The weights and the threshold come from ``groundqa train decide`` (eval/decide_fit.py) run on
-public development data; they live in ``models/decide.json`` with the data they were fitted on
-written beside them. Nothing here is set by hand.
+The model (gradient-boosted trees over ``FEATURES``, then a logistic calibration) and the
+threshold come from ``groundqa train decide`` (eval/decide_fit.py) run on public development
+data; they live in ``models/decide.json`` with the data they were fitted on written beside
+them. Nothing here is set by hand.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -18,23 +19,28 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from corpus.text import content_terms, fold, names_in, present
 from corpus.text.numbers import same_quantity
 from index.retrieve import Passage
 from service.answer.reader import Reading, Span
 
-#: The features the decision model reads, in order (see ``describe``).
+#: The features of one candidate span the decision model reads, in order (see ``describe``).
 FEATURES = (
-    "margin",          # best span score minus its passage's no-answer score
-    "span_score",      # start + end logits of the best span
-    "null_score",      # no-answer logit of the best span's passage
-    "best_null_margin",  # best span score minus the lowest no-answer score of any passage
-    "retrieval",       # fused retrieval score of the best span's passage
+    "margin",          # span score minus its passage's no-answer score
+    "span_score",      # start + end logits of the span
+    "null_score",      # no-answer logit of the span's passage
+    "best_null_margin",  # span score minus the lowest no-answer score of any passage
+    "retrieval",       # fused retrieval score of the span's passage
     "dense",           # cosine of the question and that passage
     "rank",            # 1 / retrieval rank of that passage
     "name_coverage",   # share of the question's names its document (text, title, outlet) has
     "term_coverage",   # share of the question's content terms that the passage mentions
     "agreement",       # share of read passages whose best span says the same
+    "margin_gap",      # margin minus the best margin of any candidate (0 for the best)
+    "score_gap",       # span score minus the best span score of any candidate
+    "span_words",      # length of the span in words
 )
 
 
@@ -72,11 +78,60 @@ class Decision:
     features: dict[str, float] = field(default_factory=dict)
     reason: AbstainReason | None = None
     missing_names: tuple[str, ...] = ()
+    #: The feature values of every candidate, in the order of ``candidates``.
+    described: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Trees:
+    """A fitted ensemble of binary regression trees (scikit-learn's histogram gradient
+    boosting, written out as arrays so that no pickle is loaded at run time).
+
+    Each tree is an array of nodes with the columns ``feature, threshold, left, right, leaf,
+    value, missing_left``; a value goes left when it is ``<= threshold`` (NaN follows
+    ``missing_left``). The raw score is ``baseline`` plus the leaf values of every tree."""
+
+    baseline: float
+    trees: tuple[np.ndarray, ...]
+
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        """Raw scores (log-odds before calibration) of the rows of ``x``."""
+        total = np.full(len(x), self.baseline, dtype=np.float64)
+        rows = np.arange(len(x))
+        for nodes in self.trees:
+            at = np.zeros(len(x), dtype=np.int64)
+            while True:
+                leaf = nodes[at, 4] > 0
+                if leaf.all():
+                    break
+                feature = nodes[at, 0].astype(np.int64)
+                value = x[rows, feature]
+                left = np.where(np.isnan(value), nodes[at, 6] > 0, value <= nodes[at, 1])
+                step = np.where(left, nodes[at, 2], nodes[at, 3]).astype(np.int64)
+                at = np.where(leaf, at, step)
+            total += nodes[at, 5]
+        return total
+
+    def to_json(self) -> dict[str, Any]:
+        """The file form."""
+        return {"baseline": self.baseline, "columns": ["feature", "threshold", "left", "right",
+                                                       "leaf", "value", "missing_left"],
+                "trees": [t.tolist() for t in self.trees]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Trees:
+        """Parse the file form."""
+        return cls(float(data["baseline"]),
+                   tuple(np.asarray(t, dtype=np.float64).reshape(-1, 7) for t in data["trees"]))
 
 
 @dataclass(frozen=True)
 class DecisionModel:
-    """Logistic regression over ``FEATURES`` (standardised) and the abstention threshold."""
+    """Probability that a candidate span is right, and the abstention threshold.
+
+    The raw score is a linear function of the standardised ``FEATURES`` (``weights``; empty
+    for none) plus the trees' score (``trees``; None for none); ``calibration`` = (slope,
+    intercept) maps it to a probability through the logistic function."""
 
     weights: tuple[float, ...]
     bias: float
@@ -84,20 +139,40 @@ class DecisionModel:
     scales: tuple[float, ...]
     threshold: float
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    trees: Trees | None = field(default=None, compare=False)
+    calibration: tuple[float, float] = (1.0, 0.0)
+
+    def raw(self, rows: np.ndarray) -> np.ndarray:
+        """Uncalibrated scores of feature rows (columns in ``FEATURES`` order)."""
+        z = np.full(len(rows), self.bias, dtype=np.float64)
+        if self.weights:
+            z += ((rows - np.asarray(self.means)) / np.asarray(self.scales)) @ np.asarray(
+                self.weights)
+        if self.trees is not None:
+            z += self.trees.raw(rows)
+        return z
+
+    def probabilities(self, rows: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities that each row's candidate is right."""
+        slope, intercept = self.calibration
+        z = np.clip(slope * self.raw(rows) + intercept, -30.0, 30.0)
+        return 1.0 / (1.0 + np.exp(-z))
 
     def confidence(self, values: dict[str, float]) -> float:
-        """Probability that the best span is a right answer."""
-        z = self.bias
-        for name, w, mean, scale in zip(FEATURES, self.weights, self.means, self.scales,
-                                        strict=True):
-            z += w * (values[name] - mean) / scale
-        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+        """Probability that the candidate described by ``values`` is a right answer."""
+        row = np.array([[float(values[name]) for name in FEATURES]], dtype=np.float64)
+        return float(self.probabilities(row)[0])
 
     def to_json(self) -> dict[str, Any]:
         """The file form (``models/decide.json``)."""
-        return {"features": list(FEATURES), "weights": list(self.weights), "bias": self.bias,
-                "means": list(self.means), "scales": list(self.scales),
-                "threshold": self.threshold, **self.meta}
+        data: dict[str, Any] = {"features": list(FEATURES), "weights": list(self.weights),
+                                "bias": self.bias, "means": list(self.means),
+                                "scales": list(self.scales),
+                                "calibration": list(self.calibration),
+                                "threshold": self.threshold}
+        if self.trees is not None:
+            data["trees"] = self.trees.to_json()
+        return {**data, **self.meta}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DecisionModel:
@@ -105,10 +180,14 @@ class DecisionModel:
         if list(data.get("features", [])) != list(FEATURES):
             raise ValueError("decision model was fitted on other features; refit it with "
                              "`groundqa train decide`")
-        meta = {k: v for k, v in data.items()
-                if k not in {"features", "weights", "bias", "means", "scales", "threshold"}}
+        own = {"features", "weights", "bias", "means", "scales", "threshold", "trees",
+               "calibration"}
+        meta = {k: v for k, v in data.items() if k not in own}
+        trees = Trees.from_json(data["trees"]) if data.get("trees") else None
+        slope, intercept = data.get("calibration", (1.0, 0.0))
         return cls(tuple(data["weights"]), float(data["bias"]), tuple(data["means"]),
-                   tuple(data["scales"]), float(data["threshold"]), meta)
+                   tuple(data["scales"]), float(data["threshold"]), meta, trees,
+                   (float(slope), float(intercept)))
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> DecisionModel:
@@ -144,50 +223,75 @@ def same_answer(a: str, b: str) -> bool:
     return bool(fa and fb) and (fa in fb or fb in fa)
 
 
-def describe(question: str, best: Candidate, readings: Sequence[Reading],
-             document_text: str) -> tuple[dict[str, float], tuple[str, ...]]:
-    """The feature values of ``best`` and the question's names its document does not mention."""
+def describe(question: str, candidates: Sequence[Candidate], readings: Sequence[Reading],
+             document_text: Any) -> list[dict[str, float]]:
+    """The feature values of every candidate (``document_text`` maps a doc id to its text with
+    its title and outlet; each document is read once)."""
     names = names_in(question)
-    folded_doc = fold(document_text)
-    missing = tuple(n for n in names if not present(n, folded_doc))
     terms = content_terms(question)
-    folded_passage = fold(best.passage.chunk.text)
-    covered = sum(1 for t in terms if present(t, folded_passage))
     tops = [r.spans[0].text for r in readings if r.spans]
-    agree = sum(1 for text in tops if same_answer(text, best.span.text))
-    lowest_null = min(r.null_score for r in readings)
-    values = {
-        "margin": best.margin,
-        "span_score": best.span.score,
-        "null_score": best.null_score,
-        "best_null_margin": best.span.score - lowest_null,
-        "retrieval": best.passage.score,
-        "dense": best.passage.dense,
-        "rank": 1.0 / (best.passage.rank + 1),
-        "name_coverage": 1.0 - len(missing) / len(names) if names else 1.0,
-        "term_coverage": covered / len(terms) if terms else 1.0,
-        "agreement": agree / max(1, len(readings)),
-    }
-    return values, missing
+    lowest_null = min((r.null_score for r in readings), default=0.0)
+    best_margin = max((c.margin for c in candidates), default=0.0)
+    best_score = max((c.span.score for c in candidates), default=0.0)
+    name_share: dict[str, float] = {}
+    term_share: dict[str, float] = {}
+    out = []
+    for c in candidates:
+        doc_id, chunk = c.passage.chunk.doc_id, c.passage.chunk
+        if doc_id not in name_share:
+            folded_doc = fold(document_text(doc_id))
+            found = sum(1 for n in names if present(n, folded_doc))
+            name_share[doc_id] = found / len(names) if names else 1.0
+        if chunk.chunk_id not in term_share:
+            folded_passage = fold(chunk.text)
+            covered = sum(1 for t in terms if present(t, folded_passage))
+            term_share[chunk.chunk_id] = covered / len(terms) if terms else 1.0
+        agree = sum(1 for text in tops if same_answer(text, c.span.text))
+        out.append({
+            "margin": c.margin,
+            "span_score": c.span.score,
+            "null_score": c.null_score,
+            "best_null_margin": c.span.score - lowest_null,
+            "retrieval": c.passage.score,
+            "dense": c.passage.dense,
+            "rank": 1.0 / (c.passage.rank + 1),
+            "name_coverage": name_share[doc_id],
+            "term_coverage": term_share[chunk.chunk_id],
+            "agreement": agree / max(1, len(readings)),
+            "margin_gap": c.margin - best_margin,
+            "score_gap": c.span.score - best_score,
+            "span_words": float(len(c.span.text.split())),
+        })
+    return out
+
+
+def missing_names(question: str, document_text: str) -> tuple[str, ...]:
+    """The question's names that a document (text, title, outlet) does not mention."""
+    folded = fold(document_text)
+    return tuple(n for n in names_in(question) if not present(n, folded))
 
 
 def decide(question: str, passages: Sequence[Passage], readings: Sequence[Reading],
            document_text: Any, model: DecisionModel, min_confidence: float | None = None
            ) -> Decision:
-    """Answer with the best candidate when its confidence reaches the threshold, else abstain.
+    """Answer with the most probable candidate when its confidence reaches the threshold, else
+    abstain.
 
-    ``document_text`` maps a doc id to its text with its title and outlet (only the best
-    candidate's is read).
+    ``document_text`` maps a doc id to its text with its title and outlet.
     """
     threshold = model.threshold if min_confidence is None else min_confidence
     candidates = candidates_from(passages, readings)
     if not candidates:
         return Decision(False, 0.0, None, [], reason=AbstainReason.NO_RELEVANT_PASSAGES)
-    best = candidates[0]
-    values, missing = describe(question, best, readings,
-                               document_text(best.passage.chunk.doc_id))
-    confidence = model.confidence(values)
+    values = describe(question, candidates, readings, document_text)
+    rows = np.array([[v[name] for name in FEATURES] for v in values], dtype=np.float64)
+    probabilities = model.probabilities(rows)
+    order = sorted(range(len(candidates)), key=lambda i: (-probabilities[i], i))
+    ranked = [candidates[i] for i in order]
+    described = [values[i] for i in order]
+    best, confidence = ranked[0], float(probabilities[order[0]])
     if confidence >= threshold:
-        return Decision(True, confidence, best, candidates, values)
+        return Decision(True, confidence, best, ranked, described[0], described=described)
+    missing = missing_names(question, document_text(best.passage.chunk.doc_id))
     reason = AbstainReason.MISSING_KEY_TERMS if missing else AbstainReason.INSUFFICIENT_SUPPORT
-    return Decision(False, confidence, best, candidates, values, reason, missing)
+    return Decision(False, confidence, best, ranked, described[0], reason, missing, described)
