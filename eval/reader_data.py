@@ -30,6 +30,9 @@ SPLIT_RULES = {
     "squad": "fold A = articles 0-4 (train), fold B = articles 5-9 (held-out test)",
     "newsqa": "story key = first question id; int(sha1(key), 16) % 10 < 6 -> train, else held-out",
     "dev": "training contexts with int(sha1('dev:' + context key), 16) % 10 == 0 -> dev",
+    "passages": "contexts cut into chunks of ~120 words (the product's passage length); a "
+                "question's answer chunk is its answer example, another chunk of its context "
+                "its own no-answer example",
     "negatives": "BM25 (bm25s, stemmed) top chunk of ~120 words from a different context of the "
                  "same pool that contains none of the question's normalised gold answers",
 }
@@ -207,17 +210,21 @@ class Chunk:
     text: str
 
 
+def chunk_spans(text: str, words: int = CHUNK_WORDS) -> list[tuple[int, int]]:
+    """Character spans of consecutive chunks of about ``words`` words (at least one)."""
+    spans = [m.span() for m in re.finditer(r"\S+", text)]
+    if not spans:
+        return [(0, len(text))]
+    parts = max(1, round(len(spans) / words))
+    size = -(-len(spans) // parts)
+    return [(spans[begin][0], spans[min(len(spans), begin + size) - 1][1])
+            for begin in range(0, len(spans), size)]
+
+
 def chunk_contexts(contexts: Sequence[Context], words: int = CHUNK_WORDS) -> list[Chunk]:
     """Cut contexts into consecutive word chunks (SQuAD paragraphs mostly stay whole)."""
-    chunks = []
-    for ctx in contexts:
-        spans = [m.span() for m in re.finditer(r"\S+", ctx.text)]
-        parts = max(1, round(len(spans) / words))
-        size = -(-len(spans) // parts) if spans else 0
-        for begin in range(0, len(spans), max(1, size)):
-            group = spans[begin:begin + size]
-            chunks.append(Chunk(ctx.key, ctx.text[group[0][0]:group[-1][1]]))
-    return chunks
+    return [Chunk(ctx.key, ctx.text[begin:end]) for ctx in contexts
+            for begin, end in chunk_spans(ctx.text, words)]
 
 
 class NegativeFinder:
@@ -287,25 +294,37 @@ def label_window(window: Window, start: int, end: int) -> tuple[int, int] | None
 def build_examples(tokenizer: Any, contexts: Sequence[Context], finder: NegativeFinder,
                    seed: int, hard_rate: float) -> list[Example]:
     """Answer windows (all), one own no-answer window per question, impossible questions, and
-    hard negatives (a retrieved chunk of another context) for ``hard_rate`` of the questions."""
+    hard negatives (a retrieved chunk of another context) for ``hard_rate`` of the questions.
+
+    Contexts are read as the product reads them: cut into chunks of about ``CHUNK_WORDS``
+    words (a SQuAD paragraph mostly stays whole, a news story becomes several chunks), so the
+    reader learns on the passage lengths it is given at run time and the own no-answer windows
+    are other chunks of the same story."""
     rng = random.Random(seed)
     examples: list[Example] = []
     for ctx in contexts:
+        spans = chunk_spans(ctx.text)
+        passages = [ctx.text[begin:end] for begin, end in spans]
         for q in ctx.questions:
-            windows = make_windows(tokenizer, q.text, [ctx.text])
+            windows = make_windows(tokenizer, q.text, passages)
             if q.impossible:
                 examples += [Example(w.input_ids, w.context_start, 0, 0, "impossible")
                              for w in windows]
                 continue
             text, start = q.answers[0]
-            negatives = []
+            negatives, found = [], False
             for w in windows:
-                label = label_window(w, start, start + len(text))
+                offset = spans[w.passage][0]
+                label = label_window(w, start - offset, start - offset + len(text))
                 if label:
                     examples.append(Example(w.input_ids, w.context_start, *label, "answer"))
+                    found = True
                 else:
-                    negatives.append(w)
-            if negatives:
+                    begin, end = spans[w.passage]
+                    if end <= start or begin >= start + len(text):
+                        # no part of the answer: one cut by a chunk boundary is neither
+                        negatives.append(w)
+            if negatives and found:
                 w = rng.choice(negatives)
                 examples.append(Example(w.input_ids, w.context_start, 0, 0, "own-negative"))
             if rng.random() < hard_rate:

@@ -338,9 +338,11 @@ def write_readme(out: Path, m: dict[str, Any]) -> None:
 returns, per passage, the best answer spans (character offsets, score = start + end logit) and a
 no-answer score (the [CLS] position). Passages are read as `[CLS] question [SEP] passage [SEP]`
 windows of at most {hp["max_sequence"]} word pieces (overlap {hp["window_overlap"]}); the
-tokenizer is the packaged model's `tokenizer.json` (not copied here). A passage answers the
-question when `spans[0].score - null_score > {t:.2f}` (the threshold that maximised dev F1,
-`metrics.json` → `null_threshold`).
+tokenizer is the packaged model's `tokenizer.json` (not copied here). In the scores below a
+passage answers the question when `spans[0].score - null_score > {t:.2f}` (the threshold that
+maximised dev F1, `metrics.json` → `null_threshold`); the service instead scores every span with
+the decision model (`service/answer/models/decide.json`, `groundqa train decide`), which must be
+refitted whenever this model changes.
 
 ## Reproduce
 
@@ -359,6 +361,7 @@ on 2 shared CPU cores ({tr["minutes"]} min training).
 - NewsQA `{d["newsqa"]}`: {d["splits"]["newsqa"]}. The held-out stories and their question ids
   are in `heldout_newsqa_ids.json`: evaluations on this file must use only those.
 - Dev (checkpoint choice and the no-answer threshold): {d["splits"]["dev"]}.
+- Passages: {d["splits"]["passages"]}.
 - Hard negatives: {d["splits"]["negatives"]}.
 - Contexts {d["contexts"]}; questions {d["questions"]}.
 - Training examples (windows): {m["examples"]}.
@@ -407,7 +410,9 @@ def train_reader(
     warmup: Annotated[float, typer.Option(help="warm-up share of the steps")] = 0.1,
     weight_decay: Annotated[float, typer.Option()] = 0.01,
     hard_rate: Annotated[float, typer.Option(help="share of questions with a hard negative")] = 0.5,
-    bf16: Annotated[bool, typer.Option(help="bfloat16 autocast while training")] = True,
+    bf16: Annotated[bool, typer.Option(help="bfloat16 autocast while training (only where the "
+                                        "CPU has bf16 units: on AVX2 it is many times slower)")
+                    ] = False,
     freeze_embeddings: Annotated[bool, typer.Option(help="keep word embeddings fixed")] = True,
     seed: Annotated[int, typer.Option()] = 13,
     threads: Annotated[int, typer.Option(help="torch / ONNX Runtime threads")] = 2,

@@ -176,6 +176,12 @@ class SupportChecker:
             if not kept:
                 results.append(SupportResult(SupportLabel.UNSUPPORTED, 0.0, ("no quote",)))
                 continue
+            if verbatim_in(stripped, kept):
+                # A short answer ("thousands", "in March") is a span of its quote: supported
+                # even when it has no content word of its own to compare.
+                results.append(SupportResult(SupportLabel.SUPPORTED, 0.99,
+                                             ("verbatim in quote",)))
+                continue
             if not claim_t.stem_set and not claim_t.numbers:
                 results.append(SupportResult(SupportLabel.UNSUPPORTED, 0.0,
                                              ("claim has no content",)))
@@ -262,6 +268,12 @@ class SupportChecker:
             # A disagreeing number or negation is a factual conflict, whatever the overlap says.
             score = min(score, thresholds.partial * 0.9)
         return SupportResult(thresholds.label_for(score), round(score, 4), tuple(reasons))
+
+
+def verbatim_in(claim: str, quotes: Sequence[str]) -> bool:
+    """Whether ``claim`` occurs word for word (case and spacing aside) in one of ``quotes``."""
+    words = " ".join(claim.split()).casefold()
+    return bool(words) and any(words in " ".join(q.split()).casefold() for q in quotes)
 
 
 def embedding_subset(

@@ -38,6 +38,16 @@ def test_verbatim_quotes_skip_the_model(trained: SupportChecker) -> None:
     assert result.label == SupportLabel.SUPPORTED and result.reasons == ("verbatim in quote",)
 
 
+def test_a_short_answer_span_of_its_quote_is_supported_without_content_words(
+        trained: SupportChecker) -> None:
+    span, contentless = trained.check_many([("About 4,000", [QUOTE]), ("thousands", [QUOTE])])
+    assert span.label == SupportLabel.SUPPORTED and span.reasons == ("verbatim in quote",)
+    assert contentless.label == SupportLabel.UNSUPPORTED  # not in the quote, nothing to compare
+    quote = "Thousands of  fighters were seen."
+    word, = trained.check_many([("thousands", [quote])])
+    assert word.label == SupportLabel.SUPPORTED and word.reasons == ("verbatim in quote",)
+
+
 def test_invented_figure_actor_and_negation_score_below_the_faithful_claim(
         trained: SupportChecker) -> None:
     faithful, *changed = trained.check_many([
