@@ -148,17 +148,13 @@ def _trees(x: np.ndarray, y: np.ndarray) -> Any:
 
 def _logistic(x: np.ndarray, y: np.ndarray) -> Any:
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
-    mean, scale = x.mean(0), x.std(0) + 1e-9
-    model = LogisticRegression(C=1.0, max_iter=3000).fit((x - mean) / scale, y)
-    model.standardise = (mean, scale)
-    return model
+    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=3000)).fit(x, y)
 
 
 def _raw(model: Any, x: np.ndarray) -> np.ndarray:
-    if hasattr(model, "standardise"):
-        mean, scale = model.standardise
-        return np.asarray(model.decision_function((x - mean) / scale), dtype=np.float64)
     return np.asarray(model.decision_function(x), dtype=np.float64)
 
 

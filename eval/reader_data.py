@@ -314,16 +314,14 @@ def build_examples(tokenizer: Any, contexts: Sequence[Context], finder: Negative
             text, start = q.answers[0]
             negatives, found = [], False
             for w in windows:
-                offset = spans[w.passage][0]
-                label = label_window(w, start - offset, start - offset + len(text))
+                begin, end = spans[w.passage]
+                label = label_window(w, start - begin, start - begin + len(text))
                 if label:
                     examples.append(Example(w.input_ids, w.context_start, *label, "answer"))
                     found = True
-                else:
-                    begin, end = spans[w.passage]
-                    if end <= start or begin >= start + len(text):
-                        # no part of the answer: one cut by a chunk boundary is neither
-                        negatives.append(w)
+                elif end <= start or begin >= start + len(text):
+                    # no part of the answer: one cut by a chunk boundary is neither
+                    negatives.append(w)
             if negatives and found:
                 w = rng.choice(negatives)
                 examples.append(Example(w.input_ids, w.context_start, 0, 0, "own-negative"))

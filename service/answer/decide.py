@@ -224,24 +224,19 @@ def same_answer(a: str, b: str) -> bool:
 
 
 def describe(question: str, candidates: Sequence[Candidate], readings: Sequence[Reading],
-             document_text: Any) -> list[dict[str, float]]:
-    """The feature values of every candidate (``document_text`` maps a doc id to its text with
-    its title and outlet; each document is read once)."""
+             missing: dict[str, tuple[str, ...]]) -> list[dict[str, float]]:
+    """The feature values of every candidate; ``missing`` maps each candidate's doc id to the
+    question's names that document lacks (``missing_names``)."""
     names = names_in(question)
     terms = content_terms(question)
     tops = [r.spans[0].text for r in readings if r.spans]
     lowest_null = min((r.null_score for r in readings), default=0.0)
     best_margin = max((c.margin for c in candidates), default=0.0)
     best_score = max((c.span.score for c in candidates), default=0.0)
-    name_share: dict[str, float] = {}
     term_share: dict[str, float] = {}
     out = []
     for c in candidates:
         doc_id, chunk = c.passage.chunk.doc_id, c.passage.chunk
-        if doc_id not in name_share:
-            folded_doc = fold(document_text(doc_id))
-            found = sum(1 for n in names if present(n, folded_doc))
-            name_share[doc_id] = found / len(names) if names else 1.0
         if chunk.chunk_id not in term_share:
             folded_passage = fold(chunk.text)
             covered = sum(1 for t in terms if present(t, folded_passage))
@@ -255,7 +250,7 @@ def describe(question: str, candidates: Sequence[Candidate], readings: Sequence[
             "retrieval": c.passage.score,
             "dense": c.passage.dense,
             "rank": 1.0 / (c.passage.rank + 1),
-            "name_coverage": name_share[doc_id],
+            "name_coverage": 1.0 - len(missing[doc_id]) / len(names) if names else 1.0,
             "term_coverage": term_share[chunk.chunk_id],
             "agreement": agree / max(1, len(readings)),
             "margin_gap": c.margin - best_margin,
@@ -283,7 +278,9 @@ def decide(question: str, passages: Sequence[Passage], readings: Sequence[Readin
     candidates = candidates_from(passages, readings)
     if not candidates:
         return Decision(False, 0.0, None, [], reason=AbstainReason.NO_RELEVANT_PASSAGES)
-    values = describe(question, candidates, readings, document_text)
+    missing = {doc_id: missing_names(question, document_text(doc_id))
+               for doc_id in dict.fromkeys(c.passage.chunk.doc_id for c in candidates)}
+    values = describe(question, candidates, readings, missing)
     rows = np.array([[v[name] for name in FEATURES] for v in values], dtype=np.float64)
     probabilities = model.probabilities(rows)
     order = sorted(range(len(candidates)), key=lambda i: (-probabilities[i], i))
@@ -292,6 +289,6 @@ def decide(question: str, passages: Sequence[Passage], readings: Sequence[Readin
     best, confidence = ranked[0], float(probabilities[order[0]])
     if confidence >= threshold:
         return Decision(True, confidence, best, ranked, described[0], described=described)
-    missing = missing_names(question, document_text(best.passage.chunk.doc_id))
-    reason = AbstainReason.MISSING_KEY_TERMS if missing else AbstainReason.INSUFFICIENT_SUPPORT
-    return Decision(False, confidence, best, ranked, described[0], reason, missing, described)
+    lacking = missing[best.passage.chunk.doc_id]
+    reason = AbstainReason.MISSING_KEY_TERMS if lacking else AbstainReason.INSUFFICIENT_SUPPORT
+    return Decision(False, confidence, best, ranked, described[0], reason, lacking, described)

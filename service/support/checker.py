@@ -17,7 +17,12 @@ import numpy as np
 
 from service.support.analysis import AnalysedText, analyse, strip_attribution
 from service.support.calibrated import TrainedSupport
-from service.support.features import LexicalFeatures, embedding_features, lexical_features
+from service.support.features import (
+    LexicalFeatures,
+    embedding_features,
+    is_verbatim,
+    lexical_features,
+)
 from service.support.model import SupportModels, packaged_models
 from service.support.verdict import SupportLabel, SupportResult, SupportThresholds
 
@@ -176,17 +181,11 @@ class SupportChecker:
             if not kept:
                 results.append(SupportResult(SupportLabel.UNSUPPORTED, 0.0, ("no quote",)))
                 continue
-            if verbatim_in(stripped, kept):
-                # A short answer ("thousands", "in March") is a span of its quote: supported
-                # even when it has no content word of its own to compare.
-                results.append(SupportResult(SupportLabel.SUPPORTED, 0.99,
-                                             ("verbatim in quote",)))
-                continue
+            quote_ts = [analyse(q) for q in kept]
             if not claim_t.stem_set and not claim_t.numbers:
-                results.append(SupportResult(SupportLabel.UNSUPPORTED, 0.0,
-                                             ("claim has no content",)))
+                results.append(_without_content(claim_t, quote_ts))
                 continue
-            feats = lexical_features(claim_t, [analyse(q) for q in kept])
+            feats = lexical_features(claim_t, quote_ts)
             if feats.verbatim:
                 results.append(SupportResult(SupportLabel.SUPPORTED, 0.99,
                                              ("verbatim in quote",)))
@@ -223,9 +222,9 @@ class SupportChecker:
             return SupportResult(SupportLabel.UNSUPPORTED, 0.0, ("no quote",))
         stripped = strip_attribution(claim)
         claim_t = analyse(stripped)
-        if not claim_t.stem_set and not claim_t.numbers:
-            return SupportResult(SupportLabel.UNSUPPORTED, 0.0, ("claim has no content",))
         quote_ts = [analyse(q) for q in quotes]
+        if not claim_t.stem_set and not claim_t.numbers:
+            return _without_content(claim_t, quote_ts)
         feats = lexical_features(claim_t, quote_ts)
         values = dict(feats.values)
         if self.mode not in ("lexical", "embedding"):
@@ -270,10 +269,12 @@ class SupportChecker:
         return SupportResult(thresholds.label_for(score), round(score, 4), tuple(reasons))
 
 
-def verbatim_in(claim: str, quotes: Sequence[str]) -> bool:
-    """Whether ``claim`` occurs word for word (case and spacing aside) in one of ``quotes``."""
-    words = " ".join(claim.split()).casefold()
-    return bool(words) and any(words in " ".join(q.split()).casefold() for q in quotes)
+def _without_content(claim_t: AnalysedText, quote_ts: Sequence[AnalysedText]) -> SupportResult:
+    """A claim with no content word or number: supported when it is a span of its quote (a
+    short answer such as "thousands"), else there is nothing to compare."""
+    if is_verbatim(claim_t, quote_ts):
+        return SupportResult(SupportLabel.SUPPORTED, 0.99, ("verbatim in quote",))
+    return SupportResult(SupportLabel.UNSUPPORTED, 0.0, ("claim has no content",))
 
 
 def embedding_subset(

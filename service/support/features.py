@@ -113,6 +113,15 @@ def _negation_mismatch(claim: AnalysedText, selected: Sequence[AnalysedText]) ->
     return any(len(q.negated_stems & claim.stem_set) >= 2 for q in selected)
 
 
+def is_verbatim(claim: AnalysedText, quotes: Sequence[AnalysedText]) -> bool:
+    """Whether the claim's words occur as they are in one quote (or in the quotes joined)."""
+    if not claim.norm:
+        return False
+    if any(claim.norm in q.norm for q in quotes):
+        return True
+    return len(quotes) > 1 and claim.norm in " ".join(q.norm for q in quotes)
+
+
 def lexical_features(claim: AnalysedText, quotes: Sequence[AnalysedText]) -> LexicalFeatures:
     n = len(claim.stem_set)
     reasons: list[str] = []
@@ -148,9 +157,7 @@ def lexical_features(claim: AnalysedText, quotes: Sequence[AnalysedText]) -> Lex
     if negation_mismatch:
         reasons.append("negation mismatch")
 
-    verbatim = bool(claim.norm) and any(claim.norm in q.norm for q in quotes)
-    if not verbatim and len(quotes) > 1 and claim.norm:
-        verbatim = claim.norm in " ".join(q.norm for q in quotes)
+    verbatim = is_verbatim(claim, quotes)
 
     if n and cover < 0.7:
         reasons.append(f"low token coverage {cover:.2f}")
