@@ -15,7 +15,8 @@ from rich.console import Console
 
 app = typer.Typer(
     help="Speed benchmarks: ingest, query latency, HTTP middleware, vector index scale, memory, "
-         "txtai peer, pgvector vs FAISS, replicas on one database.",
+         "peers (txtai, LlamaIndex, Haystack), filtered search, pgvector vs FAISS"
+         ", replicas on one database.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -178,20 +179,43 @@ def peer_command(
     corpus: Annotated[str, typer.Option(help="demo or bbc.")] = "bbc",
     limit: Annotated[int, typer.Option(help="Articles (0: all).", min=0)] = 300,
     venv: Annotated[
-        Path | None, typer.Option(help="txtai venv (created if missing; default in ~/.cache).")
+        Path | None, typer.Option(help="Peer venv (created if missing; default in ~/.cache).")
     ] = None,
     embedders: Annotated[str, typer.Option(
-        help="groundqa's embedders; txtai runs on torch, so keep minilm for like for like."
+        help="groundqa's embedders; the peers run on torch, so keep minilm for like for like."
     )] = "minilm,onnx",
+    peers: Annotated[str, typer.Option(help="Comma-separated: txtai, llamaindex, haystack.")
+                     ] = "txtai,llamaindex,haystack",
     repeats: Annotated[int, typer.Option(min=1, help="Interleaved rounds (medians).")] = 3,
     report_dir: ReportDir = DEFAULT_REPORTS,
 ) -> None:
-    """groundqa vs txtai (separate throw-away venv): ingest time and search latency ratios."""
-    from eval.bench_peer import peer_markdown, run_peer_bench
+    """groundqa vs txtai, LlamaIndex and Haystack (one throw-away venv): index time, search."""
+    from eval.bench_peer import PEERS, peer_markdown, run_peer_bench
 
     report = run_peer_bench(_csv(corpus, ("demo", "bbc"))[0], limit or None, venv,
-                            embedder_kinds=_csv(embedders, EMBEDDERS), repeats=repeats)
+                            embedder_kinds=_csv(embedders, EMBEDDERS), repeats=repeats,
+                            peers=_csv(peers, tuple(PEERS)))
     _publish(report_dir, "peer", report, peer_markdown(report))
+
+
+@app.command("filtered")
+def filtered_command(
+    datasets: Annotated[Path, typer.Option(
+        help="The shared datasets folder (SciFact, NewsQA, SQuAD) for the real vectors.",
+        exists=True, file_okay=False)],
+    size: Annotated[int, typer.Option(min=10_000, help="Vectors in the graph.")] = 300_000,
+    rows: Annotated[str, typer.Option(help="Rows passing each filter.")] = (
+        "1000,3000,10000,30000,100000"),
+    queries: Annotated[int, typer.Option(min=10)] = 200,
+    work_dir: WorkDir = None,
+    report_dir: ReportDir = DEFAULT_REPORTS,
+) -> None:
+    """Filtered search on HNSW: the graph with a selector vs an exact scan of the rows."""
+    from eval.bench_filtered import filtered_markdown, run_filtered_bench
+
+    report = run_filtered_bench(size, [int(v) for v in _csv(rows)], queries, datasets,
+                                work_dir)
+    _publish(report_dir, "filtered", report, filtered_markdown(report))
 
 
 @app.command("pgvector")

@@ -138,21 +138,37 @@ def _plot_memory(report: dict[str, Any]) -> Any:
 
 
 def _plot_peer(report: dict[str, Any]) -> Any:
+    from eval.bench_peer import peer_rows
+
     fig, axes = _axes(2)
-    rows = [(f"groundqa ({r['embedder']})", r["ingest_s"], r["search_ms"]["p50"])
-            for r in report["groundqa"]]
-    peer = report.get("txtai", {})
-    if "error" not in peer:
-        rows.append((f"txtai {peer['version']}", peer["index_s"], peer["search_ms"]["p50"]))
+    rows = peer_rows(report)
     _bars(axes[0], [r[0] for r in rows], [r[1] for r in rows], "seconds", "index")
     _bars(axes[1], [r[0] for r in rows], [r[2] for r in rows], "p50 ms", "search, top 5")
+    return fig
+
+
+def _plot_filtered(report: dict[str, Any]) -> Any:
+    fig, axes = _axes(2)
+    runs = sorted((r for r in report["runs"] if "exact" in r), key=lambda r: r["rows"])
+    counts = [r["rows"] for r in runs]
+    for path in ("graph", "exact"):
+        axes[0].plot(counts, [r[path]["p50"] for r in runs], marker="o", label=path)
+        axes[1].plot(counts, [r[path]["recall@10"] for r in runs], marker="o", label=path)
+    for ax, ylabel in ((axes[0], "p50 ms"), (axes[1], "recall@10")):
+        ax.set_xscale("log")
+        ax.set_xlabel("rows passing the filter")
+        ax.set_ylabel(ylabel)
+        ax.axvline(max(report["exact_filter_rows"], report["exact_filter_share"] * report["size"]),
+                   color="grey", linestyle=":")
+        ax.legend(fontsize=8)
+    axes[0].set_title(f"filtered search, {report['size']:,} vectors", fontsize=10)
     return fig
 
 
 PLOTS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "query": _plot_query, "scale": _plot_scale, "pgvector": _plot_pgvector,
     "middleware": _plot_middleware, "replicas": _plot_replicas, "ingest": _plot_ingest,
-    "memory": _plot_memory, "peer": _plot_peer,
+    "memory": _plot_memory, "peer": _plot_peer, "filtered": _plot_filtered,
 }
 
 

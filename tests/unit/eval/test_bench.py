@@ -153,6 +153,11 @@ def _latency(p50: float) -> dict[str, float]:
 
 # The smallest report of each benchmark's shape, as its run_* function writes it.
 SAMPLE_REPORTS: dict[str, dict[str, Any]] = {
+    "filtered": {"benchmark": "filtered", "size": 1000, "exact_filter_rows": 10,
+                 "exact_filter_share": 0.05, "runs": [
+        {"rows": 1000, "share": 1.0, "graph": {**_latency(1.0), "recall@10": 0.99}},
+        *({"rows": n, "share": n / 1000, "graph": {**_latency(1.0), "recall@10": 0.5},
+           "exact": {**_latency(0.5), "recall@10": 1.0}} for n in (10, 100))]},
     "query": {"benchmark": "query", "embedder": "onnx", "corpora": {"demo": {
         "chunks": 42, "runs": [{"mode": "http", "spinning": False, "route": "ask",
                                 "concurrency": c, **_latency(10.0 * c)} for c in (1, 8)]}}},
@@ -169,7 +174,9 @@ SAMPLE_REPORTS: dict[str, dict[str, Any]] = {
         "rss_bytes": {"model_loaded": 300 * 2**20, "service_ready": 400 * 2**20}}}},
     "peer": {"benchmark": "peer", "groundqa": [
         {"embedder": "onnx", "ingest_s": 10.0, "search_ms": _latency(5.0)}],
-        "txtai": {"version": "9", "index_s": 12.0, "search_ms": _latency(7.0)}},
+        "peers": {"txtai": {"version": "9", "index_s": 12.0, "search_ms": _latency(7.0),
+                            "search": "hybrid"},
+                  "haystack": {"error": "did not run"}}},
 }
 
 
@@ -187,3 +194,20 @@ def test_a_report_without_a_figure_still_writes_json_and_markdown(tmp_path: Path
     write_report(tmp_path, "other", {"benchmark": "something else"}, "table")
     assert (tmp_path / "other.json").is_file() and (tmp_path / "other.md").is_file()
     assert not (tmp_path / "other.png").exists()
+
+
+def test_filtered_thresholds_follow_the_measured_recall_and_latency() -> None:
+    from eval.bench_filtered import thresholds
+
+    def run(rows: int, graph_ms: float, graph_recall: float, exact_ms: float) -> dict[str, Any]:
+        return {"rows": rows, "share": rows / 100_000,
+                "graph": {**_latency(graph_ms), "recall@10": graph_recall},
+                "exact": {**_latency(exact_ms), "recall@10": 1.0}}
+
+    report = {"runs": [
+        {"rows": 100_000, "share": 1.0, "graph": {**_latency(1.0), "recall@10": 0.97}},
+        run(500, 1.0, 0.40, 0.2), run(1_000, 1.0, 0.80, 0.9), run(2_000, 1.0, 0.94, 1.6),
+        run(5_000, 1.0, 0.96, 4.0), run(20_000, 1.0, 0.90, 15.0)]}
+    # Recall is back within 0.02 of unfiltered at 5,000 rows: the share stops below it, even
+    # though a wider filter loses recall again; the scan is no slower up to 1,000 rows.
+    assert thresholds(report) == {"exact_filter_share": 0.02, "exact_filter_rows": 1_000}
