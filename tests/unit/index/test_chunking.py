@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import traceback
 from collections.abc import Callable
 
 import pytest
@@ -202,3 +203,50 @@ def test_word_piece_limit_binds_before_tiktoken_budget(
     chunks = chunk_document("d", text, config, _word_pieces(real_embedder))
     assert len(chunks) > 1
     assert all(real_embedder.count_word_pieces(c.text) <= MAX_WORD_PIECES for c in chunks)
+
+
+TRICKY_TEXTS = [
+    "Mr. Smith went to Washington. He met Dr. Jones at 5 p.m. on Jan. 3. It rained.",
+    "It rained.  It rained.\nIt rained. Then the U.S. team won 3-1, i.e. easily.",
+    "Prices rose 2.5% (from $1.2bn). Analysts, e.g. at St. Mary's, said: 'Wait.' Done!",
+    "No punctuation at all in this one",
+    "A.\n\n\tB. ... C?! \u00a0D\u2026 E.",
+    "",
+    "   ",
+]
+
+
+@pytest.mark.parametrize("text", TRICKY_TEXTS)
+def test_the_segmenter_finds_the_same_spans_as_pysbd(text: str) -> None:
+    import pysbd
+
+    from index.chunking import _segmenter
+
+    plain = pysbd.Segmenter(language="en", clean=False, char_span=True)
+    ours = _segmenter()
+    assert [(s.sent, s.start, s.end) for s in ours.segment(text)] == \
+        [(s.sent, s.start, s.end) for s in plain.segment(text)]
+
+
+def test_pysbd_patterns_are_compiled_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import re._compiler
+
+    from index.chunking import split_sentences
+
+    text = ("Gen. Lee met Sen. Ross and Gov. Hale in Jan. and Feb. of that year. "
+            "Prof. Kim, Capt. Ames and Sgt. Ortiz arrived on Mon. morning. ") * 3
+    split_sentences(text)  # warm: every pattern this text needs is compiled now
+    compiled: list[object] = []
+    original = re._compiler.compile
+
+    def counting(*args: object, **kwargs: object) -> object:
+        if any("pysbd" in frame.filename for frame in traceback.extract_stack()):
+            compiled.append(args[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(re._compiler, "compile", counting)
+    for _ in range(3):
+        re.purge()  # as when a corpus's patterns overflow re's own cache of 512
+        split_sentences(text)
+    # Before, pysbd's per-abbreviation and per-sentence patterns overflowed re's cache.
+    assert compiled == []
