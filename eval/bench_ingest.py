@@ -104,8 +104,8 @@ def ingest_markdown(report: dict[str, Any]) -> str:
                             "ceiling (same backend)", "ceiling chunks/s",
                             "embedding stage ÷ ceiling", "end-to-end ÷ ceiling",
                             "torch encode chunks/s", "load 1m"], rows)
-    stages = ["load_clean", "chunk", "chunk_wait", "embed", "write_sqlite", "write_faiss", "write_bm25",
-              "write_checksums", "write_fsync"]
+    stages = ["load_clean", "chunk", "chunk_wait", "embed", "write_sqlite", "write_faiss",
+              "write_bm25", "write_checksums", "write_fsync"]
     split_rows = []
     for r in report["runs"]:
         total = r["end_to_end_s"]
