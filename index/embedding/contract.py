@@ -47,3 +47,23 @@ def normalise(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
     norms[norms == 0] = 1.0
     return (matrix / norms).astype(np.float32)
+
+
+def pool_spans(matrix: np.ndarray, offsets: Sequence[tuple[int, int]],
+               special: Sequence[int], spans: Sequence[tuple[int, int]],
+               dimension: int) -> np.ndarray:
+    """Mean of the token vectors overlapping each char span (all tokens when none do)."""
+    if not spans:
+        return np.zeros((0, dimension), np.float32)
+    bounds = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    starts, ends = bounds[:, 0], bounds[:, 1]
+    regular = (np.asarray(special) == 0) & (ends > starts)
+    wanted = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+    mask = (regular[None, :] & (starts[None, :] < wanted[:, 1:2])
+            & (ends[None, :] > wanted[:, 0:1]))
+    counts = mask.sum(axis=1, keepdims=True)
+    pooled = (mask.astype(np.float32) @ matrix) / np.maximum(counts, 1)
+    empty = counts[:, 0] == 0
+    if empty.any():
+        pooled[empty] = matrix.mean(axis=0)
+    return normalise(pooled)

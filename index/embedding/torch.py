@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from index.embedding.contract import DEFAULT_MODEL_NAME, SpanEmbeddings, normalise
+from index.embedding.contract import DEFAULT_MODEL_NAME, SpanEmbeddings, normalise, pool_spans
 
 
 class SentenceTransformerEmbedder:
@@ -76,16 +76,12 @@ class SentenceTransformerEmbedder:
                 convert_to_numpy=False,
                 show_progress_bar=False,
             )
+        # One call of the fast tokenizer for every text's offsets (it was one call per text).
+        encodings = self._tokenizer(list(texts), return_offsets_mapping=True, truncation=True,
+                                    max_length=self.max_seq_length)
         results = []
-        for text, tokens in zip(texts, token_outputs, strict=True):
+        for tokens, offsets in zip(token_outputs, encodings["offset_mapping"], strict=True):
             token_matrix = tokens.detach().float().numpy()
-            encoding = self._tokenizer(
-                text,
-                return_offsets_mapping=True,
-                truncation=True,
-                max_length=self.max_seq_length,
-            )
-            offsets = encoding["offset_mapping"]
             n = min(len(offsets), token_matrix.shape[0])
             results.append((token_matrix[:n], list(offsets[:n])))
         return results
@@ -101,23 +97,10 @@ class SentenceTransformerEmbedder:
         results: list[SpanEmbeddings] = []
         tokens = self.token_embeddings(texts)
         for text_spans, (token_matrix, offsets) in zip(spans, tokens, strict=True):
-            text_vector = normalise(token_matrix.mean(axis=0, keepdims=True))[0]
-            starts = np.array([o[0] for o in offsets])
-            ends = np.array([o[1] for o in offsets])
-            special = ends <= starts  # [CLS]/[SEP] have empty offsets
-            span_vectors = []
-            for start, end in text_spans:
-                mask = (~special) & (starts < end) & (ends > start)
-                if mask.any():
-                    span_vectors.append(token_matrix[mask].mean(axis=0))
-                else:
-                    span_vectors.append(token_matrix.mean(axis=0))
-            span_matrix = (
-                normalise(np.stack(span_vectors))
-                if span_vectors
-                else np.zeros((0, self.dimension), np.float32)
-            )
-            results.append(SpanEmbeddings(text=text_vector, spans=span_matrix))
+            results.append(SpanEmbeddings(  # [CLS]/[SEP] have empty offsets: never pooled
+                text=normalise(token_matrix.mean(axis=0, keepdims=True))[0],
+                spans=pool_spans(token_matrix, offsets, [0] * len(offsets), text_spans,
+                                 self.dimension)))
         return results
 
     def count_word_pieces(self, text: str) -> int:
