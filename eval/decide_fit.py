@@ -299,6 +299,22 @@ def fit(rows: Sequence[Row], folds: int = 5) -> tuple[dict[str, Any], dict[str, 
     return weights, metrics
 
 
+def choose_read_passages(fits: dict[int, dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    """The passage count whose trees score the best mean cross-validated balanced accuracy
+    over the sources (the threshold's own criterion); ties go to fewer passages (faster)."""
+    candidates: dict[str, dict[str, float]] = {}
+    for count, metrics in sorted(fits.items()):
+        per_source = [m for name, m in metrics["cross_validated"]["trees"].items()
+                      if isinstance(m, dict) and name != "all"]
+        candidates[str(count)] = {
+            "balanced_accuracy": round(float(np.mean([m["balanced_accuracy"]
+                                                      for m in per_source])), 4),
+            "f1": round(float(np.mean([m["f1"] for m in per_source])), 4)}
+    chosen = min(fits, key=lambda n: (-candidates[str(n)]["balanced_accuracy"], n))
+    return chosen, {"rule": "maximise the mean over sources of cross-validated balanced "
+                            "accuracy; ties: fewer passages", "candidates": candidates}
+
+
 def write_model(weights: dict[str, Any], metrics: dict[str, Any], out: Path, *,
                 squad: Path, newsqa: Path, read_passages: int, command: str) -> None:
     """The decision model file, with what it was fitted on written beside the numbers."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -29,8 +29,10 @@ def train_decide(
     data_dir: Annotated[Path, typer.Option("--data-dir", help="Index of the calibration "
                                            "corpus (reused across runs).")]
     = Path.home() / ".cache" / "groundqa" / "decide-calibration",
-    read_passages: Annotated[int, typer.Option("--read-passages", min=1, max=20,
-                                               help="Retrieved passages the reader reads.")] = 5,
+    read_passages: Annotated[str, typer.Option(
+        "--read-passages", help="Retrieved passages the reader reads: one number, or a comma "
+        "list to try each and keep the one with the best mean cross-validated balanced "
+        "accuracy over the sources (ties: fewer passages, a faster ask).")] = "1,2,3,5",
     limit: Annotated[int | None, typer.Option("--limit", min=10, help="Smoke runs: at most "
                                               "this many questions.")] = None,
     reuse_rows: Annotated[bool, typer.Option("--reuse-rows", help="Refit on the candidates "
@@ -40,27 +42,54 @@ def train_decide(
     """Fit the answer-or-abstain model and its threshold on the reader's development data."""
     import logging
 
-    from eval.decide_fit import collect, fit, load_rows, save_rows, write_model
+    from eval.decide_fit import (
+        choose_read_passages,
+        collect,
+        fit,
+        load_rows,
+        save_rows,
+        write_model,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    saved = data_dir / "candidates.jsonl"
-    if reuse_rows:
-        if not saved.is_file():
-            console.print(f"error: no collected candidates in {saved}; run without --reuse-rows")
-            raise typer.Exit(code=2)
-        rows = load_rows(saved)
-    else:
-        with console.status("asking the calibration questions"):
-            rows = collect(squad, newsqa, data_dir, read_passages, limit)
-        save_rows(rows, saved)
-    if len({r.right for r in rows if r.features}) < 2:
-        console.print("error: the calibration questions gave only one label; nothing to fit")
+    try:
+        counts = sorted({int(n) for n in read_passages.split(",") if n.strip()})
+    except ValueError:
+        counts = []
+    if not counts or not all(1 <= n <= 20 for n in counts):
+        console.print(f"error: --read-passages {read_passages!r}: give numbers from 1 to 20, "
+                      "comma-separated")
         raise typer.Exit(code=2)
-    weights, metrics = fit(rows)
+    fitted: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for count in counts:
+        saved = data_dir / f"candidates-{count}.jsonl"
+        if reuse_rows:
+            if not saved.is_file():
+                console.print(f"error: no collected candidates in {saved}; run without "
+                              "--reuse-rows")
+                raise typer.Exit(code=2)
+            rows = load_rows(saved)
+        else:
+            with console.status(f"asking the calibration questions ({count} passages read)"):
+                rows = collect(squad, newsqa, data_dir, count, limit)
+            save_rows(rows, saved)
+        if len({r.right for r in rows if r.features}) < 2:
+            console.print("error: the calibration questions gave only one label; nothing to fit")
+            raise typer.Exit(code=2)
+        fitted[count] = fit(rows)
+    chosen, selection = choose_read_passages({n: m for n, (_, m) in fitted.items()})
+    weights, metrics = fitted[chosen]
+    if len(counts) > 1:
+        metrics = {**metrics, "read_passages_selection": selection}
     command = "groundqa train decide " + " ".join(
         shlex.quote(a) for a in sys.argv[3:] if a != "--reuse-rows")
     write_model(weights, metrics, out, squad=squad, newsqa=newsqa,
-                read_passages=read_passages, command=command.strip())
+                read_passages=chosen, command=command.strip())
+    for count, row in selection["candidates"].items():
+        mark = "  <- chosen" if int(count) == chosen else ""
+        console.print(f"{count} passages read: mean balanced accuracy "
+                      f"{row['balanced_accuracy']:.3f}, mean F1 {row['f1']:.3f}{mark}",
+                      highlight=False)
     table = Table("model", "source", "forced F1", "F1", "answer rate", "abstain rate",
                   "balanced acc.", "precision", title="cross-validated on the development "
                   "questions")

@@ -79,3 +79,23 @@ def test_fit_ranks_calibrates_and_writes_a_loadable_model() -> None:
     p = model.probabilities(x)
     q = choose(rows, p)
     assert q.f1[q.answerable].mean() > 0.9  # in-sample: the right candidate is ranked first
+
+
+def _metrics(newsqa_ba: float, squad_ba: float) -> dict:
+    return {"cross_validated": {"trees": {
+        "cv_threshold": 0.3,
+        "newsqa": {"balanced_accuracy": newsqa_ba, "f1": 0.2},
+        "squad": {"balanced_accuracy": squad_ba, "f1": 0.5},
+        "all": {"balanced_accuracy": 0.99, "f1": 0.9}}}}
+
+
+def test_the_passage_count_with_the_best_mean_balanced_accuracy_is_chosen() -> None:
+    from eval.decide_fit import choose_read_passages
+
+    chosen, selection = choose_read_passages({
+        5: _metrics(0.69, 0.78), 3: _metrics(0.66, 0.79), 2: _metrics(0.74, 0.73)})
+    assert chosen == 2  # the "all" row is not a source and never decides
+    assert selection["candidates"]["5"]["balanced_accuracy"] == pytest.approx(0.735)
+    # a tie goes to fewer passages: the faster ask
+    tie, _ = choose_read_passages({3: _metrics(0.70, 0.80), 1: _metrics(0.80, 0.70)})
+    assert tie == 1
