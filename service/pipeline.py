@@ -15,7 +15,13 @@ from index.embedding import Embedder
 from index.retrieve import Passage, search
 from index.store import Filters, Snapshot
 from service.answer.compose import Composed, claims, compose
-from service.answer.decide import AbstainReason, Decision, DecisionModel, decide
+from service.answer.decide import (
+    AbstainReason,
+    Decision,
+    DecisionModel,
+    candidates_from,
+    decide,
+)
 from service.answer.question import answer_type_of
 from service.answer.reader import SpanReader
 from service.generator import MAX_PASSAGES, GeneratedAnswer, Generator
@@ -90,6 +96,8 @@ class AskPipeline:
         timings["select"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
+        if decision.answerable and generator is None:
+            self._read_other_articles(question, decision, read, passages[len(read):top_k])
         composed = compose(decision, self.snapshot, texts, _abstain_message(decision))
         generated: GeneratedAnswer | None = None
         if decision.answerable and generator is not None:
@@ -107,6 +115,21 @@ class AskPipeline:
         timings["verify"] = time.perf_counter() - t0
         return Outcome(passages[:top_k], decision, composed, answer_type_of(question),
                        generated.generator if generated is not None else "extractive", timings)
+
+    def _read_other_articles(self, question: str, decision: Decision, read: list[Passage],
+                             rest: list[Passage]) -> None:
+        """Read the best retrieved passage of each article the decision did not read, so the
+        answer can quote articles that agree and list a figure that differs. The decision
+        model reads fewer passages than a user asks for (fitted for accuracy, not coverage)."""
+        seen = {p.chunk.doc_id for p in read}
+        further = []
+        for passage in rest:
+            if passage.chunk.doc_id not in seen:
+                seen.add(passage.chunk.doc_id)
+                further.append(passage)
+        if further:
+            readings = self.reader.read(question, [p.chunk.text for p in further])
+            decision.others = candidates_from(further, readings)
 
     def _verify(self, composed: Composed) -> Composed:
         """Label each sentence's citation with the support checker."""

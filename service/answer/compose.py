@@ -107,7 +107,7 @@ def supporting(decision: Decision) -> list[Candidate]:
     best = decision.best
     out: list[Candidate] = []
     seen = {best.passage.chunk.doc_id}
-    for other in decision.candidates[1:]:
+    for other in [*decision.candidates[1:], *decision.others]:
         doc = other.passage.chunk.doc_id
         if doc in seen or other.margin <= 0 or not same_answer(other.span.text, best.span.text):
             continue
@@ -124,7 +124,7 @@ def disagreeing(decision: Decision) -> Candidate | None:
     best = decision.best
     if not find_numbers(best.span.text):
         return None
-    for other in decision.candidates[1:]:
+    for other in [*decision.candidates[1:], *decision.others]:
         if other.passage.chunk.doc_id == best.passage.chunk.doc_id or other.margin <= 0:
             continue
         if same_quantity(other.span.text, best.span.text) is False:

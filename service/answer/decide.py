@@ -80,6 +80,9 @@ class Decision:
     missing_names: tuple[str, ...] = ()
     #: The feature values of every candidate, in the order of ``candidates``.
     described: list[dict[str, float]] = field(default_factory=list)
+    #: Spans from further retrieved passages of other articles, read after the decision only
+    #: to quote articles that give the same answer or a differing figure; never scored.
+    others: list[Candidate] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

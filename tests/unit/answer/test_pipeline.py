@@ -129,6 +129,23 @@ def test_articles_that_agree_are_quoted_and_disagreeing_figures_reported(
         assert len(values) == 2 and any("1,200" in v for v in values)
 
 
+def test_other_articles_are_read_after_the_decision_for_agreement_and_conflicts(
+        index_dir: Path) -> None:
+    reader = ScriptedReader()
+    service = QAService(Settings(data_dir=index_dir, embedder="hash", read_passages=1),
+                        HashEmbedder(dimension=256), reader=reader,  # type: ignore[arg-type]
+                        decision_model=margin_model(0.5))
+    response = service.ask(AskRequest(
+        question="How many smugglers were arrested on the northern border?", top_k=3))
+    assert response.answerable
+    guarantees(service, response)
+    # The decision read one passage; the other two articles were read afterwards.
+    assert [n for _, n in reader.calls] == [1, 2]
+    assert len({c.doc_id for c in response.citations}) >= 2
+    assert response.conflicts
+    assert {"1,200", "2,500"} <= {v.value for v in response.conflicts[0].values}
+
+
 def test_low_confidence_abstains_with_passages_and_reason(index_dir: Path) -> None:
     service = make_service(index_dir, ScriptedReader(), threshold=0.999)
     response = service.ask(AskRequest(question="How many smugglers were arrested?"))
