@@ -94,7 +94,8 @@ def _pg_runs(url: str, vectors: np.ndarray, queries: np.ndarray, outlets: np.nda
     import psycopg
     from pgvector.psycopg import register_vector
 
-    from index.store.postgres import HNSW_EF_CONSTRUCTION, HNSW_M, MIN_EF_SEARCH
+    from index.store.postgres import HNSW_EF_CONSTRUCTION, HNSW_M
+    from index.store.postgres_snapshot import MIN_EF_SEARCH
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")

@@ -44,7 +44,7 @@ def _json_contexts(path: Path, prefix: str) -> tuple[list[Document], list[str]]:
 
 def real_text(datasets: Path, bbc: bool = True) -> tuple[list[Document], list[str]]:
     """The documents and questions the base vectors and the queries are made of."""
-    from eval.retrieval import load_dataset, to_documents
+    from eval.retrieval_data import load_dataset, to_documents
 
     documents: list[Document] = []
     questions: list[str] = []

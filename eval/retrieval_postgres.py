@@ -30,9 +30,8 @@ from eval.retrieval import (
     Setting,
     _evaluate,
     _limit,
-    load_dataset,
-    to_documents,
 )
+from eval.retrieval_data import load_dataset, to_documents
 from index.embedding import Embedder, SpanEmbeddings, load_embedder
 from index.ingest import IndexWriter
 from index.store import EmbeddedStore, Snapshot

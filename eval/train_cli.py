@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from eval import checker_train  # noqa: F401 - registers `groundqa train checker`
-from eval.reader_train import app
+from eval import checker_train, reader_train  # noqa: F401 - register their `train` commands
+from eval.train_common import app
 
 console = Console()
 DECIDE_OUT = Path(__file__).resolve().parent.parent / "service" / "answer" / "models" / \

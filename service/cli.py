@@ -62,6 +62,17 @@ def _answerer(url: str | None, api_key: str | None, data_dir: Path | None) -> An
     return QAService.from_settings(_settings(data_dir))
 
 
+def _answer(url: str | None, api_key: str | None, data_dir: Path | None, method: str,
+            request: Any) -> Any:
+    """``ask`` or ``search`` through ``_answerer``; a server's refusal is one ``error:`` line."""
+    from service.remote import RemoteError
+
+    try:
+        return getattr(_answerer(url, api_key, data_dir), method)(request)
+    except RemoteError as exc:
+        _fail(exc.message, 2)
+
+
 def _settings(data_dir: Path | None, **overrides: Any):  # type: ignore[no-untyped-def]
     from service.config import Settings
 
@@ -185,14 +196,9 @@ def search_command(
     api_key: ApiKeyOption = None,
 ) -> None:
     """Ranked passages with dense, lexical and fused scores."""
-    from service.remote import RemoteError
     from service.schemas import SearchRequest
 
-    try:
-        result = _answerer(url, api_key, data_dir).search(
-            SearchRequest(query=query, top_k=min(k, 50)))
-    except RemoteError as exc:
-        _fail(exc.message, 2)
+    result = _answer(url, api_key, data_dir, "search", SearchRequest(query=query, top_k=min(k, 50)))
     if json_output:
         console.print_json(result.model_dump_json())
         return
@@ -214,14 +220,9 @@ def ask(
     api_key: ApiKeyOption = None,
 ) -> None:
     """Answer a question with numbered sources (or say the articles don't)."""
-    from service.remote import RemoteError
     from service.schemas import AskRequest
 
-    try:
-        result = _answerer(url, api_key, data_dir).ask(
-            AskRequest(question=question, top_k=top_k))
-    except RemoteError as exc:
-        _fail(exc.message, 2)
+    result = _answer(url, api_key, data_dir, "ask", AskRequest(question=question, top_k=top_k))
     if json_output:
         console.print_json(result.model_dump_json())
         return

@@ -22,14 +22,8 @@ import eval.qa as qa_module
 from eval.cli import app
 from eval.clients import AskFailed, HttpAskClient, InProcessAskClient, ServiceUnreachable
 from eval.metrics import answer_contains, normalise_answer
-from eval.qa import (
-    QUESTION_TYPES,
-    QuestionFileError,
-    check_gates,
-    load_questions,
-    parse_gate,
-    run_qa_eval,
-)
+from eval.qa import check_gates, parse_gate, run_qa_eval
+from eval.questions import QUESTION_TYPES, QuestionFileError, load_questions
 
 ROOT = Path(__file__).resolve().parents[3]
 SEED = ROOT / "eval" / "questions" / "seed.jsonl"

@@ -9,7 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from eval.reader_train import (  # noqa: E402 - after the torch check
+from eval.train_common import (  # noqa: E402 - after the torch check
+    TrainingRun,
     decay_groups,
     linear_schedule,
     resume_from,
@@ -69,3 +70,80 @@ def test_a_resumed_run_continues_where_the_checkpoint_left_off(tmp_path: Path) -
     assert torch.equal(fresh.dense.weight, model.dense.weight)
     assert fresh_scheduler.get_last_lr() == scheduler.get_last_lr()
     assert fresh_optimizer.state_dict()["state"][0]["step"] == 3
+
+
+HP = {"lr": 0.05, "batch_size": 2, "epochs": 2, "warmup": 0.1, "bf16": False, "weight_decay": 0.0}
+ROWS = 6  # three batches an epoch, six steps in all
+
+
+def _batches(epoch: int) -> list[list[int]]:
+    return [[0, 1], [2, 3], [4, 5]]
+
+
+def _loss(model: _Tiny) -> object:
+    inputs = torch.arange(18, dtype=torch.float32).reshape(6, 3) / 18
+
+    def step_loss(rows: list[int]) -> tuple[object, int]:
+        return model(inputs[rows]).pow(2).sum(), 0
+    return step_loss
+
+
+def _start(model: _Tiny, tmp_path: Path, resume: bool = False, **hp: object) -> TrainingRun:
+    return TrainingRun.start(model, [{"params": list(model.parameters())}], ROWS,
+                             {**HP, **hp}, tmp_path, resume, "examples")
+
+
+def test_a_training_run_steps_through_every_epoch_and_calls_its_hooks(tmp_path: Path) -> None:
+    model = _Tiny()
+    before = model.dense.weight.detach().clone()
+    run = _start(model, tmp_path)
+    steps, epochs = [], []
+    assert run.run(_batches, _loss(model), after_step=lambda: steps.append(
+        run.record["global_step"]), after_epoch=lambda: epochs.append(run.record["epoch"])) is None
+    record = run.finish()
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert epochs == [1, 2]
+    assert record["finished"] and record["total_steps"] == 6 and record["global_step"] == 6
+    assert not torch.equal(model.dense.weight, before)
+    assert (tmp_path / "last.pt").is_file()
+    run.keep_best()
+    assert record["best_step"] == 6 and (tmp_path / "best.pt").is_file()
+
+
+def test_a_stopped_run_resumes_at_its_step_and_ends_like_an_unbroken_one(
+        tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    whole = _Tiny()
+    torch.manual_seed(0)
+    halves = _Tiny()
+    first = _start(halves, tmp_path)
+    seen: list[int] = []
+
+    def stop_at_four() -> None:
+        seen.append(first.record["global_step"])
+        if first.record["global_step"] == 4:
+            first.record["finished"] = True  # what the time limit does
+            first.checkpoint()
+    first.run(_batches, _loss(halves), after_step=stop_at_four)
+    assert seen == [1, 2, 3, 4]
+
+    second = _start(halves, tmp_path, resume=True)
+    second.record["finished"] = False
+    assert (second.record["epoch"], second.record["step_in_epoch"]) == (1, 1)
+    second.run(_batches, _loss(halves))
+    assert second.record["global_step"] == 6
+
+    reference = _start(whole, tmp_path / "whole")
+    (tmp_path / "whole").mkdir()
+    reference.run(_batches, _loss(whole))
+    assert torch.allclose(halves.dense.weight, whole.dense.weight, atol=1e-6)
+
+
+def test_measuring_stops_early_and_reports_throughput(tmp_path: Path) -> None:
+    model = _Tiny()
+    run = _start(model, tmp_path)
+    measured = run.run(_batches, _loss(model), measure_steps=2)
+    assert measured is not None
+    assert measured["steps"] == 2 and measured["examples_per_epoch"] == ROWS
+    assert measured["examples_per_s"] > 0
+    assert run.record["global_step"] == 2

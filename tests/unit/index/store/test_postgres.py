@@ -120,7 +120,7 @@ def test_an_old_snapshot_reads_its_version_until_rows_are_purged(
 
 def test_filtered_vector_search_is_exact_on_both_paths(
         store, hash_embedder: HashEmbedder, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    import index.store.postgres as postgres
+    import index.store.postgres_snapshot as postgres_snapshot
 
     moved = make_doc("charlie", CHARLIE.text, outlet="Other Outlet")
     IndexWriter(store, hash_embedder).apply(add=[ALPHA, BRAVO, moved])
@@ -133,7 +133,7 @@ def test_filtered_vector_search_is_exact_on_both_paths(
                                            kind="stable")[:5]]
     filters = Filters(doc_ids=("bravo", "charlie"))
     exact = snapshot.vector_search(query, 5, filters)  # few rows pass: scanned exactly
-    monkeypatch.setattr(postgres, "EXACT_FILTER_ROWS", 0)  # now through the graph
+    monkeypatch.setattr(postgres_snapshot, "EXACT_FILTER_ROWS", 0)  # now through the graph
     graph = snapshot.vector_search(query, 5, filters)
     scores = {r: float(vectors[rows.index(r)] @ query) for r in rows}
     assert [scores[r] for r in exact] == pytest.approx([scores[r] for r in truth])
