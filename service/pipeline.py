@@ -14,7 +14,7 @@ from functools import lru_cache
 from index.embedding import Embedder
 from index.retrieve import Passage, search
 from index.store import Filters, Snapshot
-from service.answer.compose import Composed, claims, compose
+from service.answer.compose import Composed, claims, compose, may_hold
 from service.answer.decide import (
     AbstainReason,
     Decision,
@@ -119,14 +119,18 @@ class AskPipeline:
     def _read_other_articles(self, question: str, decision: Decision, read: list[Passage],
                              rest: list[Passage]) -> None:
         """Read the best retrieved passage of each article the decision did not read, so the
-        answer can quote articles that agree and list a figure that differs. The decision
-        model reads fewer passages than a user asks for (fitted for accuracy, not coverage)."""
+        answer can quote articles that agree and list a figure that differs; a passage that
+        cannot hold either (``may_hold``) is not read. The decision model reads fewer passages
+        than a user asks for (fitted for accuracy, not coverage)."""
+        assert decision.best is not None
+        answer = decision.best.span.text
         seen = {p.chunk.doc_id for p in read}
         further = []
         for passage in rest:
             if passage.chunk.doc_id not in seen:
                 seen.add(passage.chunk.doc_id)
-                further.append(passage)
+                if may_hold(answer, passage.chunk.text):
+                    further.append(passage)
         if further:
             readings = self.reader.read(question, [p.chunk.text for p in further])
             decision.others = candidates_from(further, readings)

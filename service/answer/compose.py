@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
+from corpus.text import fold, is_stop_word
 from corpus.text.numbers import find_numbers, same_quantity
 from index.store import SentenceRecord, Snapshot
 from service.answer.decide import Candidate, Decision, same_answer
@@ -101,6 +102,20 @@ def _citation(number: int, quote: Quote, snapshot: Snapshot) -> Citation:
     )
 
 
+def may_hold(answer: str, passage_text: str) -> bool:
+    """Whether a passage can hold a span that ``supporting`` or ``disagreeing`` would take for
+    ``answer``: a figure needs a number in the passage (same or differing), anything else one of
+    the answer's words other than stop words (the same answer, folded, is contained one way or
+    the other). Passages that cannot are not worth reading."""
+    if find_numbers(answer):
+        return bool(find_numbers(passage_text))
+    words = [w for w in re.findall(r"\w+", fold(answer)) if not is_stop_word(w)]
+    if not words:
+        return True
+    folded = fold(passage_text)
+    return any(w in folded for w in words)
+
+
 def supporting(decision: Decision) -> list[Candidate]:
     """Candidates from other documents that give the best candidate's answer."""
     assert decision.best is not None
@@ -119,15 +134,19 @@ def supporting(decision: Decision) -> list[Candidate]:
 
 
 def disagreeing(decision: Decision) -> Candidate | None:
-    """A figure from another document that the reader also reads as the answer, if it differs."""
+    """A figure of the same kind (count, share, money in one currency, year, …) from another
+    document that the reader also reads as the answer, if it differs."""
     assert decision.best is not None
     best = decision.best
-    if not find_numbers(best.span.text):
+    kinds = {(m.kind, m.currency) for m in find_numbers(best.span.text)}
+    if not kinds:
         return None
     for other in [*decision.candidates[1:], *decision.others]:
         if other.passage.chunk.doc_id == best.passage.chunk.doc_id or other.margin <= 0:
             continue
-        if same_quantity(other.span.text, best.span.text) is False:
+        # A share is not a count, nor a sum of money a year: only figures of one kind differ.
+        if same_quantity(other.span.text, best.span.text) is False and kinds & {
+                (m.kind, m.currency) for m in find_numbers(other.span.text)}:
             return other
     return None
 

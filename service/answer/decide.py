@@ -97,23 +97,36 @@ class Trees:
     baseline: float
     trees: tuple[np.ndarray, ...]
 
+    def __post_init__(self) -> None:
+        # All trees as one node array (child indices shifted to it), walked together: one
+        # round of array operations per tree level instead of per tree and level.
+        sizes = [len(nodes) for nodes in self.trees]
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        flat = np.concatenate(self.trees) if self.trees else np.zeros((0, 7))
+        flat = flat.copy()
+        for offset, size, begin in zip(offsets, sizes, offsets, strict=True):
+            flat[begin:begin + size, 2:4] += offset
+        object.__setattr__(self, "_nodes", flat)
+        object.__setattr__(self, "_roots", offsets)
+
     def raw(self, x: np.ndarray) -> np.ndarray:
         """Raw scores (log-odds before calibration) of the rows of ``x``."""
-        total = np.full(len(x), self.baseline, dtype=np.float64)
-        rows = np.arange(len(x))
-        for nodes in self.trees:
-            at = np.zeros(len(x), dtype=np.int64)
-            while True:
-                leaf = nodes[at, 4] > 0
-                if leaf.all():
-                    break
-                feature = nodes[at, 0].astype(np.int64)
-                value = x[rows, feature]
-                left = np.where(np.isnan(value), nodes[at, 6] > 0, value <= nodes[at, 1])
-                step = np.where(left, nodes[at, 2], nodes[at, 3]).astype(np.int64)
-                at = np.where(leaf, at, step)
-            total += nodes[at, 5]
-        return total
+        nodes: np.ndarray = self._nodes  # type: ignore[attr-defined]
+        roots: np.ndarray = self._roots  # type: ignore[attr-defined]
+        if not len(roots) or not len(x):
+            return np.full(len(x), self.baseline, dtype=np.float64)
+        at = np.repeat(roots[:, None], len(x), axis=1)  # (trees, rows): the node each is at
+        rows = np.broadcast_to(np.arange(len(x)), at.shape)
+        while True:
+            node = nodes[at]
+            leaf = node[..., 4] > 0
+            if leaf.all():
+                break
+            value = x[rows, node[..., 0].astype(np.int64)]
+            left = np.where(np.isnan(value), node[..., 6] > 0, value <= node[..., 1])
+            step = np.where(left, node[..., 2], node[..., 3]).astype(np.int64)
+            at = np.where(leaf, at, step)
+        return self.baseline + nodes[at, 5].sum(axis=0)
 
     def to_json(self) -> dict[str, Any]:
         """The file form."""

@@ -15,8 +15,10 @@ import pytest
 from corpus.loader import parse_document
 from index.embedding import HashEmbedder
 from index.ingest import IndexWriter
-from service.answer.compose import format_published
-from service.answer.decide import FEATURES, DecisionModel
+from index.retrieve import Passage
+from index.store.contract import ChunkRecord
+from service.answer.compose import disagreeing, format_published, may_hold
+from service.answer.decide import FEATURES, Candidate, Decision, DecisionModel
 from service.answer.reader import Reading, Span
 from service.config import Settings
 from service.core import QAService
@@ -204,3 +206,53 @@ def test_format_published() -> None:
     assert format_published("2023-01") == "January 2023"
     assert format_published("2022-03-07") == "7 March 2022"
     assert format_published(None) == "undated"
+
+
+def test_other_articles_that_cannot_hold_the_answer_are_not_read(tmp_path: Path) -> None:
+    embedder = HashEmbedder(dimension=256)
+    articles = {**ARTICLES, "delta": ("Delta Post", "2023-04", "Border talk\n\n"
+                                      "Officials discussed the border this week without "
+                                      "giving a count.")}
+    docs = [parse_document(text.encode(), name=doc_id, suffix=".txt", doc_id=doc_id,
+                           metadata={"outlet": outlet, "published": published})
+            for doc_id, (outlet, published, text) in articles.items()]
+    IndexWriter(tmp_path, embedder).apply(docs)
+    reader = ScriptedReader()
+    service = QAService(Settings(data_dir=tmp_path, embedder="hash", read_passages=1),
+                        embedder, reader=reader,  # type: ignore[arg-type]
+                        decision_model=margin_model(0.5))
+    response = service.ask(AskRequest(
+        question="How many smugglers were arrested on the northern border?", top_k=4))
+    assert response.answerable
+    guarantees(service, response)
+    first_of = {}
+    for p in response.passages[1:]:
+        first_of.setdefault(p.doc_id, p.text)
+    first_of.pop(response.passages[0].doc_id, None)
+    assert "delta" in first_of, "the article without a figure is retrieved"
+    # A figure was asked for: only the other articles whose passage has a number are read.
+    assert [n for _, n in reader.calls] == [
+        1, sum(1 for text in first_of.values() if re.search(r"\d", text))]
+    assert "delta" not in {c.doc_id for c in response.citations}
+
+
+def test_a_passage_may_hold_the_answer_only_with_a_figure_or_one_of_its_words() -> None:
+    assert may_hold("1,200 people", "about 2,500 were counted")
+    assert not may_hold("1,200 people", "no count was given")
+    assert may_hold("Karim Rasulov", "The governor, Mr Rasulov, said so.")
+    assert may_hold("Céloron", "Celoron's expedition")  # folded
+    assert not may_hold("the governor", "Customs officers welcomed the figures.")
+    assert may_hold("the", "anything at all")  # no word to look for: read it
+
+
+def test_only_figures_of_one_kind_are_reported_as_differing() -> None:
+    def candidate(text: str, doc_id: str) -> Candidate:
+        chunk = ChunkRecord(0, f"{doc_id}-0", doc_id, 0, len(text), text, 10, "T", "O", None)
+        return Candidate(Passage(chunk, 1.0, 0.5, 1.0, 0), Span(0, 0, len(text), text, 8.0), 3.0)
+
+    best = candidate("22%", "a")
+    decision = Decision(True, 0.9, best, [best, candidate("6,500", "b")])
+    assert disagreeing(decision) is None  # a share against a count
+    decision.others = [candidate("35%", "c")]
+    rival = disagreeing(decision)
+    assert rival is not None and rival.span.text == "35%"
