@@ -267,28 +267,64 @@ def checker_command(
 
 @app.command("grounding")
 def grounding_command(
-    answers: Annotated[Path, typer.Option("--answers", help="JSONL of {question, answer, "
-                                          "citations: [{id, text}]} from any RAG system.")],
+    answers: Annotated[Path | None, typer.Option("--answers", help="JSONL of {question, answer, "
+                                                 "citations: [{id, text}]} from any RAG "
+                                                 "system.")] = None,
+    chat_url: Annotated[str | None, typer.Option(
+        "--chat-url", help="Instead of --answers: ask an OpenAI-compatible chat API at this "
+        "base URL (e.g. http://host:8000/v1) every question of --questions.")] = None,
+    questions: Annotated[Path | None, typer.Option(
+        "--questions", help="With --chat-url: JSON lines with a 'question' field, or one "
+        "question per line.")] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="With --chat-url: the model to ask (default: the first listed).")] = None,
+    api_key: Annotated[str | None, typer.Option(
+        "--api-key", envvar="GROUNDQA_CHAT_API_KEY",
+        help="With --chat-url: the bearer key, if the API needs one.")] = None,
+    save_answers: Annotated[Path | None, typer.Option(
+        "--save-answers", help="With --chat-url: also write the fetched answers here, as an "
+        "answers file for --answers.")] = None,
     report_dir: Annotated[
         Path | None, typer.Option("--report-dir", help="Write report.json, sentences.jsonl and "
                                   "report.html here.")
     ] = None,
 ) -> None:
     """Judge any system's cited answers: per-sentence labels, ALCE citation recall/precision,
-    groundedness."""
+    groundedness. Read them from a file, or fetch them from an OpenAI-compatible chat API."""
     from eval.grounding import (
         AnswersFileError,
         evaluate_answers,
         read_answers,
         write_grounding_report,
     )
+    from eval.grounding_fetch import (
+        ChatFetchError,
+        QuestionsFileError,
+        fetch_answers,
+        read_questions,
+        write_answers,
+    )
 
-    if not answers.is_file():
-        _fail_input(f"{answers}: no such file")
-    try:
-        rows = read_answers(answers)
-    except (AnswersFileError, UnicodeDecodeError) as exc:
-        _fail_input(str(exc))
+    if (answers is None) == (chat_url is None):
+        _fail_input("give either --answers FILE or --chat-url URL with --questions FILE")
+    if chat_url is not None:
+        if questions is None:
+            _fail_input("--chat-url needs --questions FILE")
+        try:
+            rows = fetch_answers(chat_url, read_questions(questions), model=model,
+                                 api_key=api_key)
+        except (QuestionsFileError, ChatFetchError) as exc:
+            _fail_input(str(exc))
+        if save_answers is not None:
+            write_answers(rows, save_answers)
+    else:
+        assert answers is not None
+        if not answers.is_file():
+            _fail_input(f"{answers}: no such file")
+        try:
+            rows = read_answers(answers)
+        except (AnswersFileError, UnicodeDecodeError) as exc:
+            _fail_input(str(exc))
     result = evaluate_answers(rows)
     summary = {k: v for k, v in result.items() if k != "per_answer"}
     _print_result_tables("Grounding evaluation", {"grounding": summary})

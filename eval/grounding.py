@@ -1,13 +1,15 @@
-"""Grounding evaluation of any RAG system's answers: `groundqa eval grounding --answers FILE`.
+"""Grounding evaluation of any RAG system's answers: `groundqa eval grounding --answers FILE`
+(or `--chat-url URL --questions FILE`, which fetches them first: ``eval/grounding_fetch.py``).
 
 The file holds one JSON object per line, ``{"question", "answer", "citations": [{"id",
 "text"}]}``, where ``answer`` marks its sources as ``[id]``. Every answer sentence is judged by
-groundqa's shipped support checker against the texts it cites (framing lines such as "Here is
+groundqa's shipped support checker against the texts it cites. Framing lines such as "Here is
 a summary:" are recognised and not judged; a number, date or name that the cited text does not
-state makes a sentence unsupported). Reported: per-sentence labels, ALCE citation recall and
-precision (Gao et al. 2023), and groundedness (share of judged sentences that are supported,
-uncited ones counting as unsupported), as report.json, sentences.jsonl and report.html with
-unsupported sentences highlighted.
+state makes a sentence unsupported; a leading source attribution such as "<Outlet> (2024)
+reports:" is not judged, since the file gives the cited texts, not their sources. Reported:
+per-sentence labels, ALCE citation recall and precision (Gao et al. 2023), and groundedness
+(share of judged sentences that are supported, uncited ones counting as unsupported), as
+report.json, sentences.jsonl and report.html with unsupported sentences highlighted.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 from eval.metrics import CitedSentence, citation_scores
 from service.generator import split_sentences
-from service.support import SupportChecker, SupportLabel
+from service.support import SupportChecker, SupportLabel, strip_attribution
 from service.support.facts import claim_text, is_framing, missing_facts
 
 
@@ -76,7 +78,9 @@ def evaluate_answers(rows: Sequence[dict[str, Any]],
     @lru_cache(maxsize=4096)
     def judge(claim: str, quotes: tuple[str, ...]) -> tuple[str, float, tuple[str, ...]]:
         result = checker.check(claim, list(quotes))
-        facts = missing_facts(claim, list(quotes))
+        # A lead such as "<Outlet> (March 2024) reports:" names the cited text's source, which
+        # the text itself cannot confirm: the statement after it is what is judged.
+        facts = missing_facts(strip_attribution(claim), list(quotes))
         if facts:
             return SupportLabel.UNSUPPORTED.value, min(result.score, 0.05), tuple(facts)
         label = result.label.value if result.score >= binary or \

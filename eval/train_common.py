@@ -246,10 +246,11 @@ class TrainingRun:
         """Train to the last step, the time limit (``hp["max_minutes"]``) or ``measure_steps``.
 
         ``batches(epoch)`` gives that epoch's batches of row indices, ``step_loss(rows)`` the
-        loss of one batch and its token count (0 when not counted). Checkpoints every 50 steps;
-        ``after_step`` runs after every step (mid-epoch dev scoring; it may stop the run by setting
-        ``record["finished"]``), ``after_epoch`` after every epoch, the stopped one included. With ``measure_steps`` it stops there and returns the
-        measured throughput instead of training (None otherwise).
+        loss of one batch and its token count (0 when not counted). Checkpoints every 50
+        steps; ``after_step`` runs after every step (mid-epoch dev scoring; it may stop the run
+        by setting ``record["finished"]``), ``after_epoch`` after every epoch, the stopped one
+        included. With ``measure_steps`` it stops there and returns the measured throughput
+        instead of training (None otherwise).
         """
         import torch
 

@@ -53,3 +53,15 @@ def test_cli_writes_the_html_view_and_refuses_bad_files(tmp_path: Path) -> None:
         read_answers(bad)
     refused = runner.invoke(app, ["grounding", "--answers", str(bad)])
     assert refused.exit_code == 2 and "bad.jsonl:2" in refused.output
+
+
+def test_a_source_attribution_lead_is_not_judged_but_the_statement_after_it_is() -> None:
+    quote = "The harbour authority said the repair work on the breakwater cost 12 million euros."
+    rows = [{"question": "How much?", "citations": [{"id": 1, "text": quote}],
+             "answer": "Coastal Ledger (12 March 2024) reports: The harbour authority said the "
+                       "repair work on the breakwater cost 12 million euros. [1] Coastal Ledger "
+                       "(12 March 2024) reports: The harbour authority said the repair work on "
+                       "the breakwater cost 95 million euros. [1]"}]
+    sentences = evaluate_answers(rows)["per_answer"][0]["sentences"]
+    assert [s["label"] for s in sentences] == ["supported", "unsupported"]
+    assert not any("Coastal Ledger" in r or "2024" in r for r in sentences[0]["reasons"])
