@@ -61,6 +61,15 @@ def test_one_reading_per_passage_in_order(reader: SpanReader) -> None:
     assert_verbatim(readings, passages)
 
 
+def test_a_passage_reads_the_same_whatever_is_read_with_it(reader: SpanReader) -> None:
+    question = "When was Acme Robotics founded?"
+    [alone] = reader.read(question, [FOUNDED])
+    for company in ([FILLER], ["Jane Doe likes tea."], [FILLER * 3, "Short."]):
+        together = reader.read(question, [FOUNDED, *company])[0]
+        assert together.null_score == alone.null_score
+        assert together.spans == alone.spans
+
+
 def test_empty_passage_list(reader: SpanReader) -> None:
     assert reader.read("Who founded Acme Robotics?", []) == []
 
