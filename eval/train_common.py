@@ -11,7 +11,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -202,7 +202,7 @@ class TrainingRun:
     work: Path
     hp: dict[str, Any]
     unit: str  # what a batch row is, for the logs and the throughput figure: "examples", "pairs"
-    started: float = field(default=0.0)
+    started: float = 0.0
 
     @classmethod
     def start(cls, model: Any, param_groups: list[dict[str, Any]], rows: int,

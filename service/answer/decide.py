@@ -96,23 +96,23 @@ class Trees:
 
     baseline: float
     trees: tuple[np.ndarray, ...]
+    # All trees as one node array (child indices shifted into it) and each tree's root in it:
+    # walked together, one round of array operations per tree level instead of per tree.
+    _nodes: np.ndarray = field(init=False, repr=False, compare=False)
+    _roots: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # All trees as one node array (child indices shifted to it), walked together: one
-        # round of array operations per tree level instead of per tree and level.
         sizes = [len(nodes) for nodes in self.trees]
-        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        flat = np.concatenate(self.trees) if self.trees else np.zeros((0, 7))
-        flat = flat.copy()
-        for offset, size, begin in zip(offsets, sizes, offsets, strict=True):
-            flat[begin:begin + size, 2:4] += offset
-        object.__setattr__(self, "_nodes", flat)
-        object.__setattr__(self, "_roots", offsets)
+        roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        nodes = np.concatenate(self.trees) if self.trees else np.zeros((0, 7))
+        for root, size in zip(roots, sizes, strict=True):
+            nodes[root:root + size, 2:4] += root
+        object.__setattr__(self, "_nodes", nodes)
+        object.__setattr__(self, "_roots", roots)
 
     def raw(self, x: np.ndarray) -> np.ndarray:
         """Raw scores (log-odds before calibration) of the rows of ``x``."""
-        nodes: np.ndarray = self._nodes  # type: ignore[attr-defined]
-        roots: np.ndarray = self._roots  # type: ignore[attr-defined]
+        nodes, roots = self._nodes, self._roots
         if not len(roots) or not len(x):
             return np.full(len(x), self.baseline, dtype=np.float64)
         at = np.repeat(roots[:, None], len(x), axis=1)  # (trees, rows): the node each is at
