@@ -77,8 +77,9 @@ def qa_command(
     ] = None,
     squad: Annotated[
         Path | None,
-        typer.Option("--squad", help="A SQuAD-format file: its contexts become the corpus and "
-                     "its questions are asked (short-answer EM/F1, abstention, calibration)."),
+        typer.Option("--squad", help="A SQuAD-format JSON file, or an MRQA JSON-lines file "
+                     "(.jsonl, .jsonl.gz): its contexts become the corpus and its questions are "
+                     "asked (short-answer EM/F1, abstention, calibration)."),
     ] = None,
     drop_third: Annotated[
         bool, typer.Option("--drop-third", help="With --squad: leave a third of the contexts "

@@ -52,10 +52,10 @@ def run_squad_command(squad: Path, *, drop_third: bool, subset: str, limit: int 
         fail(str(exc))
     try:
         contexts = load_contexts(squad)
-    except (OSError, ValueError) as exc:
+        kept = [c for c in contexts if in_subset(c, subset)]
+    except (OSError, ValueError, EOFError) as exc:
         fail(f"cannot read {squad}: {exc}")
-    squad_set = build_set([c for c in contexts if in_subset(c, subset)],
-                          drop_third=drop_third, limit=limit)
+    squad_set = build_set(kept, drop_third=drop_third, limit=limit)
     if not squad_set.questions:
         fail(f"{squad}: no questions in subset {subset!r}")
     if write_corpus is not None:

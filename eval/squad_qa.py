@@ -1,4 +1,4 @@
-"""End-to-end QA evaluation on any SQuAD-format file: the contexts become the corpus.
+"""End-to-end QA evaluation on any SQuAD-format (or MRQA) file: the contexts become the corpus.
 
 ``groundqa eval qa --squad FILE [--drop-third] [--subset …] [--url URL]`` ingests every context
 as a document (or, with ``--url``, asks a server that already serves the corpus written by
@@ -81,8 +81,61 @@ class SquadSet:
     dropped: int = 0
 
 
+_MRQA_MARKER = re.compile(r"\s*\[(?:PAR|DOC|SEP)\]\s*")
+_MRQA_TITLE = re.compile(r"\[TLE\]\s*(.*?)\s*(?=\[(?:PAR|DOC|SEP|TLE)\]|$)", re.S)
+
+
+def _mrqa_text(context: str) -> tuple[str, str | None]:
+    """An MRQA context as plain text (its ``[PAR]``/``[DOC]``/``[SEP]`` markers as paragraph
+    breaks, ``[TLE]`` titles kept as lines) and its first title."""
+    title = _MRQA_TITLE.search(context)
+    text = context.replace("[TLE]", "\n\n")
+    text = _MRQA_MARKER.sub("\n\n", text).strip()
+    return re.sub(r"\n{3,}", "\n\n", text), (title.group(1).strip() or None) if title else None
+
+
+def load_mrqa(path: Path) -> list[SquadContext]:
+    """Every context of an MRQA shared-task file (JSON lines, optionally gzipped: a header line,
+    then ``{id, context, qas: [{qid, question, answers: [str]}]}`` per context). Gold answers
+    are matched as strings, so the markers may become paragraph breaks."""
+    import gzip
+
+    opener = gzip.open if str(path).endswith(".gz") else open
+    out: list[SquadContext] = []
+    dataset = "MRQA"
+    with opener(path, "rt", encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"line {number}: not JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"line {number}: not a JSON object")
+            if "header" in row:
+                dataset = str((row["header"] or {}).get("dataset") or dataset)
+                continue
+            if not isinstance(row.get("context"), str) or not isinstance(row.get("qas"), list):
+                raise ValueError(f"line {number}: an MRQA row needs 'context' and 'qas'")
+            text, title = _mrqa_text(row["context"])
+            qas = tuple({"id": str(qa.get("qid") or qa.get("id") or f"{number}:{i}"),
+                         "question": str(qa.get("question", "")),
+                         "answers": [{"text": str(a)} for a in qa.get("answers", [])]}
+                        for i, qa in enumerate(row["qas"]) if str(qa.get("question", "")).strip())
+            if not text or not qas:
+                continue
+            key = f"mrqa:{row.get('id') or number}"
+            out.append(SquadContext(key, len(out), 0, title or f"{dataset} {len(out) + 1}",
+                                    text, qas))
+    return out
+
+
 def load_contexts(path: Path) -> list[SquadContext]:
-    """Every context of a SQuAD-format JSON file."""
+    """Every context of a SQuAD-format JSON file, or of an MRQA JSON-lines file
+    (``.jsonl``/``.jsonl.gz``: TriviaQA, NaturalQuestions, HotpotQA, ... in the MRQA release)."""
+    if str(path).endswith((".jsonl", ".jsonl.gz")):
+        return load_mrqa(Path(path))
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise ValueError(f"{path}: not a SQuAD-format file (no top-level 'data' list)")
@@ -105,6 +158,9 @@ def in_subset(context: SquadContext, subset: str) -> bool:
 
     if subset == "all":
         return True
+    if context.key.startswith("mrqa:"):
+        raise ValueError(f"--subset {subset} names a part of the files the reader trained on; "
+                         "use --subset all with an MRQA file")
     as_trained = Context(context.key, context.key.split(":", 1)[0], context.text)
     if subset == "squad-fold-b":
         return context.article >= 5

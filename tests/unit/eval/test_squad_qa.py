@@ -109,3 +109,63 @@ def test_written_corpus_is_what_ingest_reads(tmp_path: Path) -> None:
     assert not report.skipped
     assert {d.doc_id for d in report.documents} == {c.doc_id for c in squad_set.corpus}
     assert all(d.outlet == "Wikipedia" and d.title == "Rivers" for d in report.documents)
+
+
+def mrqa_file(tmp_path: Path, gz: bool = False) -> Path:
+    import gzip
+
+    rows = [{"header": {"dataset": "TriviaQA", "split": "dev"}},
+            {"id": "ctx-1", "context": "[DOC] [TLE] River Lune [PAR] The river number 1 flows "
+                                       "for 101 kilometres to the sea.",
+             "qas": [{"qid": "t1", "question": "How long is river number 1?",
+                      "answers": ["101 kilometres", "101 km"]}]},
+            {"id": "ctx-2", "context": "The river number 2 flows for 102 kilometres.",
+             "qas": [{"qid": "t2", "question": "How long is river number 2?",
+                      "answers": ["102 kilometres"]}, {"qid": "t3", "question": "  "}]}]
+    text = "\n".join(json.dumps(r) for r in rows) + "\n"
+    path = tmp_path / ("dev.jsonl.gz" if gz else "dev.jsonl")
+    if gz:
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_mrqa_json_lines_become_contexts_with_plain_text(tmp_path: Path, gz: bool) -> None:
+    contexts = load_contexts(mrqa_file(tmp_path, gz))
+    assert [c.key for c in contexts] == ["mrqa:ctx-1", "mrqa:ctx-2"]
+    first = contexts[0]
+    assert first.title == "River Lune"
+    assert "[" not in first.text and first.text.startswith("River Lune\n\nThe river number 1")
+    assert contexts[1].title == "TriviaQA 2"
+    squad_set = build_set(contexts, drop_third=False)
+    assert [(q.qid, q.answers) for q in squad_set.questions] == [
+        ("t1", ("101 kilometres", "101 km")), ("t2", ("102 kilometres",))]
+    assert all(a in first.text for a in squad_set.questions[0].answers[:1])
+
+
+def test_mrqa_rows_that_are_not_mrqa_are_refused_with_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"header": {}}\n{"context": "x"}\n')
+    with pytest.raises(ValueError, match="line 2"):
+        load_contexts(bad)
+    bad.write_text("not json\n")
+    with pytest.raises(ValueError, match="line 1: not JSON"):
+        load_contexts(bad)
+
+
+def test_cli_writes_an_mrqa_corpus_and_refuses_training_subsets(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from eval.cli import app
+
+    path = mrqa_file(tmp_path)
+    out = tmp_path / "corpus"
+    result = CliRunner().invoke(app, ["qa", "--squad", str(path), "--write-corpus", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len(list(out.glob("*.txt"))) == 2 and (out / "manifest.json").is_file()
+    result = CliRunner().invoke(app, ["qa", "--squad", str(path), "--subset", "squad-fold-b"])
+    assert result.exit_code != 0
+    assert "use --subset all with an MRQA file" in result.output
+    assert "Traceback" not in result.output
