@@ -133,7 +133,7 @@ def shipped_summary(sets: dict[str, Sequence[Any]], report_dir: Path | None) -> 
 
 
 def ms_per_pair(encoder: CrossEncoder, pairs: Sequence[tuple[str, str]]) -> dict[str, float]:
-    """Median wall-clock ms per pair: batches of 32, and one pair at a time."""
+    """Median wall-clock ms per pair: all pairs in one call, and one pair per call."""
     encoder.logits(pairs[:8])  # warm-up
     batched, single = [], []
     for _ in range(3):
@@ -249,6 +249,7 @@ def _table(blocks: dict[str, Any]) -> str:
 def write_readme(out: Path, m: dict[str, Any]) -> None:
     """The model card: what it is, how to reproduce it, the data it saw, its scores."""
     c, tm, tr, hp = m["calibration"], m["timing"], m.get("training", {}), m.get("hyperparameters")
+    commands = "\n".join(str(m[k]) for k in ("command", "calibration_command") if m.get(k))
     text = f"""# Support checker (claim, evidence) → P(supported)
 
 {m.get("model", "")}. Used by `service/support/` (`SupportChecker`, mode `trained`): a claim is
@@ -262,7 +263,7 @@ threshold), *partial* at P ≥ {c["partial"]}, else *unsupported*.
 ## Reproduce
 
 ```bash
-{m.get("command", "")}
+{commands}
 ```
 
 From the project root; the data sets are public research data kept outside the repository
@@ -294,7 +295,10 @@ content words in the evidence, threshold {c["baseline_threshold"]} chosen on dev
 
 Reliability diagram: `reliability.png`. int8 against fp32: `{json.dumps(m.get("int8_vs_fp32"))}`.
 
-Size: {m["size_mb"]} MB. Speed: {tm["batched_ms_per_pair"]} ms per pair batched,
-{tm["single_pair_ms"]} ms for one pair alone ({tm["benchmark"]}).
+Size: {m["size_mb"]} MB. Speed: {tm["batched_ms_per_pair"]} ms per pair when many are checked in
+one call (each pair is still read on its own), {tm["single_pair_ms"]} ms for a call with one pair
+({tm["benchmark"]}).
 """
+    if m.get("limits"):
+        text += "\n## Limits (read before trusting the numbers)\n\n" + m["limits"].strip() + "\n"
     (out / "README.md").write_text(text)

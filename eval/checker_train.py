@@ -235,6 +235,9 @@ def train_checker(
                                                     "of an earlier stage) instead of MiniLM")]
     = None,
     data_seed: Annotated[int, typer.Option(help="seed of the hard negatives (data cache)")] = 13,
+    calibrate_only: Annotated[bool, typer.Option(
+        help="keep the model.onnx in --out and only refit calibration.json and rerun the "
+             "benchmark (after a change in how pairs are read)")] = False,
 ) -> None:
     """Fine-tune, export (ONNX int8), calibrate and benchmark the support cross-encoder."""
     import torch
@@ -242,6 +245,9 @@ def train_checker(
     from eval.checker_train_data import SPLIT_RULES, load_all
     from service.support.cross_encoder import MAX_SEQUENCE, PairEncoder
 
+    if calibrate_only and not all((out / f).is_file() for f in ("model.onnx", "metrics.json")):
+        raise typer.BadParameter(f"{out} has no model.onnx and metrics.json to recalibrate",
+                                 param_hint="--out")
     work_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(("eval.checker_train_data", "eval.checker_bench"), work_dir / "train.log")
     torch.set_num_threads(threads)
@@ -263,6 +269,9 @@ def train_checker(
     else:
         data = load_all(data_dir, encoder, data_seed)
         cache.write_bytes(pickle.dumps(data))
+    if calibrate_only:
+        _recalibrate(out, work_dir, data, threads, data_dir, started)
+        return
     if max_pairs and len(data.train) > max_pairs:
         data.train = balanced_subset(data.train, max_pairs)
     kinds = Counter(f"{p.source}/{p.kind}/{p.label}" for p in data.train)
@@ -302,3 +311,26 @@ def train_checker(
     metrics["total_minutes"] = round((time.monotonic() - started) / 60, 1)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     logger.info("wrote %s", out)
+
+
+#: What a recalibration keeps from the training run's metrics.json.
+_TRAINING_KEYS = ("model", "command", "splits", "train_pairs", "dev_claims", "hyperparameters",
+                  "training", "limits")
+
+
+def _recalibrate(out: Path, work_dir: Path, data: Any, threads: int, data_dir: Path,
+                 started: float) -> None:
+    """Refit calibration.json for the model.onnx already in ``out`` and rerun the benchmark;
+    the training record of ``out/metrics.json`` is kept."""
+    from eval.checker_bench import calibrate_and_benchmark
+
+    previous = json.loads((out / "metrics.json").read_text())
+    meta = {k: previous[k] for k in _TRAINING_KEYS if k in previous}
+    meta["calibration_command"] = command_line("checker")
+    meta["data_dir"] = str(data_dir)
+    fp32 = work_dir / "model-fp32.onnx"
+    metrics = calibrate_and_benchmark(out, fp32 if fp32.is_file() else None, data, threads,
+                                      meta=meta)
+    metrics["total_minutes"] = round((time.monotonic() - started) / 60, 1)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    logger.info("recalibrated %s", out)

@@ -77,6 +77,15 @@ def _train(model: Any, tokenizer: Any, examples: list[rd.Example], dev: list[rd.
     run = TrainingRun.start(model, decay_groups(trainable, hp["weight_decay"]), len(examples),
                             hp, work, resume, "examples", best_f1=-1.0)
     record = run.record
+    if hp.get("init_from") and not resume and not measure_steps:
+        # A later stage keeps its starting weights unless an epoch beats them on dev.
+        start = _dev_eval(model, tokenizer, dev)
+        start.update(epochs=0.0, step=0, minutes=0.0, start=hp["init_from"])
+        record["history"].append(start)
+        record["best_f1"] = start["best"]["f1"]
+        logger.info("dev at the start: F1 %.2f (at 0) / %.2f (threshold %.2f)",
+                    start["at_0"]["f1"], start["best"]["f1"], start["best"]["threshold"])
+        run.keep_best()
 
     def step_loss(rows: list[int]) -> tuple[Any, int]:
         batch = rd.collate(examples, rows)
@@ -107,6 +116,33 @@ def export_onnx(model: Any, fp32: Path, int8: Path) -> None:
     export_model(model, lambda out: (out.start_logits, out.end_logits), fp32, int8,
                  {n: {0: "batch", 1: "sequence"} for n in ("start_logits", "end_logits")},
                  ("qa_outputs",))
+
+
+def _earlier_stages(out: Path) -> list[dict[str, Any]]:
+    """The record of the stages a continued run starts from: the commands, training and dev
+    history of the metrics.json already in ``out``, with its own earlier stages first."""
+    path = out / "metrics.json"
+    if not path.is_file():
+        return []
+    m = json.loads(path.read_text())
+    return [*m.get("earlier_stages", []),
+            {"command": m.get("command"), "hyperparameters": m.get("hyperparameters"),
+             "training": m.get("training")}]
+
+
+def _commands(m: dict[str, Any]) -> str:
+    """The commands that reproduce the weights, the earlier stages first."""
+    stages = [*m.get("earlier_stages", []), m]
+    if len(stages) == 1:
+        return str(m["command"])
+    lines = []
+    for n, stage in enumerate(stages, 1):
+        tr = stage.get("training") or {}
+        lines.append(f"# stage {n}: {tr.get('steps')} steps, {tr.get('minutes')} min"
+                     + ("; the next stage starts from its --work-dir best.pt"
+                        if n < len(stages) else ""))
+        lines.append(str(stage.get("command")))
+    return "\n".join(lines)
 
 
 def _row(name: str, block: dict[str, Any]) -> str:
@@ -150,7 +186,7 @@ refitted whenever this model changes.
 ## Reproduce
 
 ```bash
-{m["command"]}
+{_commands(m)}
 ```
 
 From the project root. The data sets are public research data kept outside the repository (see
@@ -221,6 +257,10 @@ def train_reader(
     resume: Annotated[bool, typer.Option(help="continue from work-dir/last.pt")] = False,
     measure_steps: Annotated[int, typer.Option(help="time this many steps, then stop")] = 0,
     limit: Annotated[int, typer.Option(hidden=True, help="smoke test: contexts per split")] = 0,
+    init_from: Annotated[Path | None, typer.Option(
+        help="start from these weights (the best.pt of an earlier stage trained on the same "
+             "data and seed) instead of MiniLM; the earlier stage's metrics.json in --out is "
+             "kept as its record", exists=True, dir_okay=False)] = None,
 ) -> None:
     """Fine-tune, export (ONNX int8), evaluate and ship the span reader."""
     import torch
@@ -235,7 +275,9 @@ def train_reader(
           "max_sequence": MAX_SEQUENCE, "window_overlap": WINDOW_OVERLAP,
           "attention_dropout": 0.0, "hidden_dropout": 0.1,
           "schedule": "linear warm-up then linear decay", "optimizer": "AdamW (fused), clip 1.0",
-          "batches": "length-bucketed, dynamic padding", "threads": threads}
+          "batches": "length-bucketed, dynamic padding", "threads": threads,
+          "init_from": str(init_from) if init_from else None}
+    earlier = _earlier_stages(out) if init_from else []
     started = time.monotonic()
     splits = rd.make_splits(squad, newsqa, limit or None)
     tokenizer = load_tokenizer()
@@ -249,6 +291,9 @@ def train_reader(
     work_dir.mkdir(parents=True, exist_ok=True)
     model = AutoModelForQuestionAnswering.from_pretrained(
         str(model_dir()), local_files_only=True, attention_probs_dropout_prob=0.0)
+    if init_from is not None:
+        model.load_state_dict(torch.load(init_from, weights_only=False)["model"])
+        logger.info("starting from %s", init_from)
     record = _train(model, tokenizer, examples, dev, hp, work_dir, resume, measure_steps)
     if "measure" in record:
         typer.echo(json.dumps(record["measure"], indent=2))
@@ -289,6 +334,7 @@ def train_reader(
                  "SQuAD 2.0 style, ONNX Runtime dynamic int8 (per-channel MatMul + embedding "
                  "Gather; answer head fp32)",
         "command": command_line("reader"),
+        "earlier_stages": earlier,
         "data": {"squad": str(squad), "newsqa": str(newsqa), "splits": rd.SPLIT_RULES,
                  "contexts": {k: len(getattr(splits, k)) for k in
                               ("train", "dev", "squad_test", "newsqa_test")},

@@ -50,3 +50,17 @@ def test_sentence_helpers() -> None:
                                                                    "A third?"]
     assert select_sentences("river bridge opened", ["Rain fell.", "The bridge opened.",
                                                     "The river rose."]) == [1, 2]
+
+
+def test_a_pair_scores_the_same_whatever_is_checked_with_it() -> None:
+    """The int8 model quantises activations per call: each pair must be read on its own."""
+    from service.support.cross_encoder import CrossEncoder
+
+    encoder = CrossEncoder.load(threads=1)
+    pair = (CLAIM, "The bridge over the Calder river opened in 2019. Work began in 2015.")
+    [alone] = encoder.logits([pair])
+    company = [("Prices rose.", "Prices fell sharply in March after the announcement. " * 8),
+               ("A b.", "c"), (CLAIM, "Nothing about it.")]
+    together = encoder.logits([*company, pair, *company])
+    assert together[len(company)] == alone
+    assert encoder.logits([company[0]])[0] == together[0]
