@@ -55,17 +55,54 @@ def _jsonl_rows(path: Path) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
 
 
+#: Labels read as "supported" in claim files (WiCE's, and the usual spellings of other
+#: human-labelled sets converted to its format: 1/true, SUPPORTS, entailment).
+SUPPORTED_LABELS = frozenset({"supported", "supports", "support", "entailment", "entailed",
+                              "1", "true", "yes"})
+
+
+def _evidence(value: Any) -> list[str]:
+    """Evidence as sentences: a list, a Python- or JSON-literal list, or one plain text."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                parsed = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                parsed = None
+            if isinstance(parsed, list):
+                return [str(s) for s in parsed]
+        return [value] if text else []
+    if isinstance(value, list):
+        return [str(s) for s in value]
+    raise ValueError(f"evidence must be text or a list of sentences, not {type(value).__name__}")
+
+
+def _supported(label: Any) -> bool:
+    if isinstance(label, bool):
+        return label
+    if isinstance(label, int | float):
+        return label == 1
+    return str(label).strip().lower() in SUPPORTED_LABELS
+
+
 def load_wice(path: Path, *, supporting_only: bool = False) -> list[Example]:
-    """WiCE claims; quotes are all evidence sentences (or only the annotated supporting ones)."""
+    """Claims in WiCE's format (``claim``, ``evidence``, ``label``); quotes are all evidence
+    sentences (or only the annotated supporting ones). Files from other human-labelled sets
+    work when converted to it: ``evidence`` may be one text, ``label`` a boolean, 0/1 or a
+    name (see ``SUPPORTED_LABELS``; anything else is *not supported*)."""
     examples = []
-    for row in _jsonl_rows(path):
-        evidence = [str(s) for s in _as_list(row["evidence"])]
-        if supporting_only:
+    for number, row in enumerate(_jsonl_rows(path), 1):
+        try:
+            claim, label = str(row["claim"]), row["label"]
+            evidence = _evidence(row.get("evidence", row.get("doc")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: claim {number}: needs claim, evidence (or doc) and label "
+                             f"({exc})") from None
+        if supporting_only and "supporting_sentences" in row:
             ids = sorted({i for group in _as_list(row["supporting_sentences"]) for i in group})
             evidence = [evidence[i] for i in ids if 0 <= i < len(evidence)]
-        examples.append(
-            Example(row["claim"], tuple(evidence), row["label"] == "supported", row["label"])
-        )
+        examples.append(Example(claim, tuple(evidence), _supported(label), str(label)))
     return examples
 
 

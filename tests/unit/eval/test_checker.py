@@ -161,3 +161,30 @@ def test_report_puts_the_shipped_checker_and_the_baseline_at_the_top(tmp_path: P
     saved = json.loads((tmp_path / "report" / "report.json").read_text())
     assert saved["balanced_accuracy"] == report["balanced_accuracy"]
     assert (tmp_path / "report" / "reliability.png").stat().st_size > 1000
+
+
+def test_claim_files_converted_from_other_labelled_sets_load(tmp_path: Path) -> None:
+    """LLM-AggreFact-style rows: one document as evidence, 0/1 or named labels."""
+    rows = [{"claim": "The bridge opened in 2019.", "doc": "The bridge opened in 2019. It rained.",
+             "label": 1},
+            {"claim": "It was sunny.", "evidence": "The bridge opened in 2019. It rained.",
+             "label": 0},
+            {"claim": "A loan paid for it.", "evidence": "['The council took a loan.']",
+             "label": "SUPPORTS"},
+            {"claim": "It cost more.", "evidence": ["Costs rose [sic] later."], "label": True},
+            {"claim": "It is [new].", "evidence": "[new] bridges open often.",
+             "label": "partially_supported"}]
+    path = tmp_path / "claims.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    examples = load_wice(path)
+    assert [e.supported for e in examples] == [True, False, True, True, False]
+    assert examples[0].quotes == ("The bridge opened in 2019. It rained.",)
+    assert examples[2].quotes == ("The council took a loan.",)
+    assert examples[3].quotes == ("Costs rose [sic] later.",)
+    assert examples[4].quotes == ("[new] bridges open often.",)
+    path.write_text(json.dumps({"claim": "No label.", "evidence": "x"}) + "\n")
+    with pytest.raises(ValueError, match="claim 1: needs claim, evidence"):
+        load_wice(path)
+    path.write_text(json.dumps({"claim": "Bad.", "evidence": {"a": 1}, "label": 1}) + "\n")
+    with pytest.raises(ValueError, match="evidence must be text or a list"):
+        load_wice(path)
