@@ -23,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from eval.jsonl import json_lines
 from eval.metrics import CitedSentence, citation_scores
 from service.generator import split_sentences
 from service.support import SupportChecker, SupportLabel, strip_attribution
@@ -48,13 +49,7 @@ def read_answers(path: Path) -> list[dict[str, Any]]:
     """The rows of an answers file, validated (``AnswersFileError`` names the bad line)."""
     rows = []
     with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise AnswersFileError(f"{path}:{number}: not JSON ({exc.msg})") from exc
+        for number, row in json_lines(fh, lambda n: f"{path}:{n}", AnswersFileError):
             if not isinstance(row, dict) or not isinstance(row.get("answer"), str):
                 raise AnswersFileError(f"{path}:{number}: needs a string field 'answer'")
             citations = row.get("citations", [])

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from eval.jsonl import json_lines
 from eval.metrics import answer_contains
 
 logger = logging.getLogger(__name__)
@@ -104,13 +105,7 @@ def load_mrqa(path: Path) -> list[SquadContext]:
     out: list[SquadContext] = []
     dataset = "MRQA"
     with opener(path, "rt", encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"line {number}: not JSON ({exc.msg})") from None
+        for number, row in json_lines(lines, lambda n: f"line {n}"):
             if not isinstance(row, dict):
                 raise ValueError(f"line {number}: not a JSON object")
             if "header" in row:
