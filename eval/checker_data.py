@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -20,6 +19,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from eval.checker_alignment import TokenVectors, alignment_subset
+from eval.jsonl import json_lines
 from service.support import strip_attribution
 from service.support.analysis import analyse
 from service.support.checker import embedding_subset
@@ -47,12 +47,10 @@ def _as_list(value: Any) -> list[Any]:
     return ast.literal_eval(value) if isinstance(value, str) else list(value)
 
 
-def _jsonl_rows(path: Path) -> Iterator[dict[str, Any]]:
-    """The parsed non-blank lines of a JSON Lines file."""
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """``(line number, parsed value)`` of the non-blank lines of a JSON Lines file."""
     with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                yield json.loads(line)
+        yield from json_lines(fh, lambda number: f"{path}:{number}")
 
 
 #: Labels read as "supported" in claim files (WiCE's, and the usual spellings of other
@@ -92,12 +90,12 @@ def load_wice(path: Path, *, supporting_only: bool = False) -> list[Example]:
     work when converted to it: ``evidence`` may be one text, ``label`` a boolean, 0/1 or a
     name (see ``SUPPORTED_LABELS``; anything else is *not supported*)."""
     examples = []
-    for number, row in enumerate(_jsonl_rows(path), 1):
+    for number, row in _jsonl_rows(path):
         try:
             claim, label = str(row["claim"]), row["label"]
             evidence = _evidence(row.get("evidence", row.get("doc")))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: claim {number}: needs claim, evidence (or doc) and label "
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"{path}:{number}: needs claim, evidence (or doc) and label "
                              f"({exc})") from None
         if supporting_only and "supporting_sentences" in row:
             ids = sorted({i for group in _as_list(row["supporting_sentences"]) for i in group})
@@ -115,7 +113,7 @@ def load_climate_fever(path: Path) -> list[Example]:
             ev["evidence_label"] == "SUPPORTS",
             ev["evidence_label"],
         )
-        for row in _jsonl_rows(path)
+        for _, row in _jsonl_rows(path)
         for ev in row["evidences"]
     ]
 

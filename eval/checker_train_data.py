@@ -25,7 +25,6 @@ import ast
 import csv
 import hashlib
 import io
-import json
 import logging
 import random
 import re
@@ -36,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from eval.jsonl import json_lines
 from service.support.cross_encoder import PairEncoder, select_sentences, split_sentences
 
 logger = logging.getLogger(__name__)
@@ -80,11 +80,10 @@ def _bucket(key: str, mod: int) -> int:
     return int(hashlib.sha1(key.encode("utf-8")).hexdigest(), 16) % mod
 
 
-def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
+def _jsonl(path: Path) -> Iterator[Any]:
     with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                yield json.loads(line)
+        for _, row in json_lines(fh, lambda number: f"{path}:{number}"):
+            yield row
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from eval.jsonl import json_lines
+
 _HEADING = re.compile(
     r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*|__)?(?:sources|references|citations)(?:\*\*|__)?[ \t]*:?"
     r"[ \t]*(?:\*\*|__)?[ \t]*$", re.IGNORECASE | re.MULTILINE)
@@ -40,19 +42,16 @@ def read_questions(path: Path) -> list[str]:
     """Questions from JSON lines with a ``question`` field (groundqa's question files), or from
     plain text with one question per line."""
     try:
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise QuestionsFileError(f"{path}: cannot read it ({exc})") from exc
-    if not lines:
+    filled = [line for line in lines if line.strip()]
+    if not filled:
         raise QuestionsFileError(f"{path}: no questions")
-    if not lines[0].lstrip().startswith("{"):
-        return [line.strip() for line in lines]
+    if not filled[0].lstrip().startswith("{"):
+        return [line.strip() for line in filled]
     questions = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise QuestionsFileError(f"{path}:{number}: not JSON ({exc.msg})") from exc
+    for number, row in json_lines(lines, lambda n: f"{path}:{n}", QuestionsFileError):
         if not isinstance(row, dict) or not isinstance(row.get("question"), str) \
                 or not row["question"].strip():
             raise QuestionsFileError(f"{path}:{number}: needs a non-empty string 'question'")

@@ -3,10 +3,11 @@ gold_doc_ids, gold_quotes, type, notes}``, validated line by line with errors th
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from eval.jsonl import json_lines
 
 QUESTION_TYPES = ("factoid", "paraphrase", "multi_doc", "conflict", "unanswerable", "near_miss")
 
@@ -78,14 +79,8 @@ def load_questions(path: str | Path) -> list[Question]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as exc:
         raise QuestionFileError(f"{path}: not UTF-8 text ({exc.reason})") from exc
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for lineno, data in json_lines(lines, lambda n: f"{path}:{n}", QuestionFileError):
         where = f"{path}:{lineno}"
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise QuestionFileError(f"{where}: invalid JSON ({exc.msg})") from exc
         question = parse_question(data, where)
         if question.id in seen:
             raise QuestionFileError(f"{where}: duplicate id '{question.id}'")

@@ -183,7 +183,13 @@ def test_claim_files_converted_from_other_labelled_sets_load(tmp_path: Path) -> 
     assert examples[3].quotes == ("Costs rose [sic] later.",)
     assert examples[4].quotes == ("[new] bridges open often.",)
     path.write_text(json.dumps({"claim": "No label.", "evidence": "x"}) + "\n")
-    with pytest.raises(ValueError, match="claim 1: needs claim, evidence"):
+    with pytest.raises(ValueError, match="claims.jsonl:1: needs claim, evidence"):
+        load_wice(path)
+    path.write_text("\n" + json.dumps(rows[0]) + "\n\n" + json.dumps(["a list"]) + "\n")
+    with pytest.raises(ValueError, match="claims.jsonl:4: needs claim, evidence"):
+        load_wice(path)
+    path.write_text(json.dumps(rows[0]) + "\n\n{'claim': 'single quotes'}\n")
+    with pytest.raises(ValueError, match="claims.jsonl:3: not JSON"):
         load_wice(path)
     path.write_text(json.dumps({"claim": "Bad.", "evidence": {"a": 1}, "label": 1}) + "\n")
     with pytest.raises(ValueError, match="evidence must be text or a list"):

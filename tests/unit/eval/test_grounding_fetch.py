@@ -66,6 +66,17 @@ def test_questions_come_from_json_lines_or_plain_lines(tmp_path: Path) -> None:
         read_questions(empty)
 
 
+def test_an_error_names_the_line_of_the_file_even_after_blank_lines(tmp_path: Path) -> None:
+    gaps = tmp_path / "gaps.jsonl"
+    gaps.write_text('{"question": "ok"}\n\n\n{"question": ""}\n')
+    with pytest.raises(QuestionsFileError, match=r"gaps.jsonl:4: needs a non-empty"):
+        read_questions(gaps)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"question": "ok"}\n\n{"question": \n')
+    with pytest.raises(QuestionsFileError, match=r"broken.jsonl:3: not JSON"):
+        read_questions(broken)
+
+
 def test_the_cli_wants_one_source_of_answers_and_says_so_in_one_line(tmp_path: Path) -> None:
     runner = CliRunner()
     questions = tmp_path / "q.txt"

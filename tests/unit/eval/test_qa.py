@@ -256,7 +256,7 @@ def test_default_checker_is_used_without_a_checker(
 def test_load_questions_reports_line_numbers(tmp_path: Path) -> None:
     path = tmp_path / "q.jsonl"
     path.write_text(json.dumps(QUESTIONS[0]) + "\n\n{not json\n")
-    with pytest.raises(QuestionFileError, match=r"q\.jsonl:3: invalid JSON"):
+    with pytest.raises(QuestionFileError, match=r"q\.jsonl:3: not JSON"):
         load_questions(path)
     path.write_text(json.dumps({"id": "x", "question": "Q?", "answerable": True}) + "\n")
     with pytest.raises(QuestionFileError, match=r":1: answerable question needs"):
@@ -331,7 +331,7 @@ def test_cli_qa_failing_gate_exits_1(fake_service: None, questions_file: Path) -
 @pytest.mark.parametrize(
     ("content", "extra", "message"),
     [
-        ('{"id": "a", "question": "Q?", "answerable": false}\n{oops\n', [], r":2: invalid JSON"),
+        ('{"id": "a", "question": "Q?", "answerable": false}\n{oops\n', [], r":2: not JSON"),
         (None, [], "no such file"),
         ("", ["--fail-under", "accuracy=0.5"], "unknown metric 'accuracy'"),
         ("", ["--fail-under", "latency_p95_ms=10"], "use --fail-over|gate it with --fail-over"),
