@@ -30,6 +30,8 @@ SPLIT_RULES = {
     "squad": "fold A = articles 0-4 (train), fold B = articles 5-9 (held-out test)",
     "newsqa": "story key = first question id; int(sha1(key), 16) % 10 < 6 -> train, else held-out",
     "dev": "training contexts with int(sha1('dev:' + context key), 16) % 10 == 0 -> dev",
+    "train_share": "with --train-share s < 1, only training contexts with "
+                   "int(sha1('share:' + context key), 16) % 1000 < round(1000 s) are trained on",
     "passages": "contexts cut into chunks of ~120 words (the product's passage length); a "
                 "question's answer chunk is its answer example, another chunk of its context "
                 "its own no-answer example",
@@ -152,14 +154,27 @@ class Splits:
     newsqa_test: list[Context]
 
 
-def make_splits(squad: Path, newsqa: Path, limit: int | None = None) -> Splits:
-    """Fold A + NewsQA train stories (minus dev) / dev / SQuAD fold B / NewsQA held-out."""
+def in_share(ctx: Context, share: float) -> bool:
+    """Whether a training context is in a deterministic `share` of them (learning curves)."""
+    return _hash(f"share:{ctx.key}") % 1000 < round(share * 1000)
+
+
+def make_splits(squad: Path, newsqa: Path, limit: int | None = None,
+                train_share: float = 1.0) -> Splits:
+    """Fold A + NewsQA train stories (minus dev) / dev / SQuAD fold B / NewsQA held-out.
+
+    `train_share` < 1 trains on that share of the training contexts (picked by hash) and
+    leaves dev and both held-out sets as they are, so runs on less data stay comparable.
+    """
     articles = load_squad(squad)
     stories = load_newsqa(newsqa)
     fold_a = [c for contexts in articles[:5] for c in contexts]
     fold_b = [c for contexts in articles[5:10] for c in contexts]
     train_pool = fold_a + [s for s in stories if newsqa_is_train(s)]
-    splits = Splits([c for c in train_pool if not is_dev(c)], [c for c in train_pool if is_dev(c)],
+    train = [c for c in train_pool if not is_dev(c)]
+    if train_share < 1.0:
+        train = [c for c in train if in_share(c, train_share)]
+    splits = Splits(train, [c for c in train_pool if is_dev(c)],
                     fold_b, [s for s in stories if not newsqa_is_train(s)])
     if limit:  # smoke runs: a few contexts of every kind
         for name in ("train", "dev", "squad_test", "newsqa_test"):

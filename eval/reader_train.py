@@ -171,6 +171,9 @@ def write_readme(out: Path, m: dict[str, Any]) -> None:
                f"{cmp[name]['fp32_f1']:.2f} | {cmp[name]['int8_f1_calibrated']:.2f} | "
                f"{cmp[name]['fp32_f1_calibrated']:.2f} |" for name, label in _SETS]
     d, hp, tm, tr = m["data"], m["hyperparameters"], m["timing"], m["training"]
+    share = (f"- Learning-curve run: trained on a share of {hp['train_share']} of the training "
+             f"contexts ({d['splits']['train_share']}).\n"
+             if hp.get("train_share", 1.0) < 1.0 else "")
     text = f"""# Span reader (extractive QA with a no-answer option)
 
 {m["model"]}. Used by `service/answer/reader.py` (`SpanReader`): for a question and passages it
@@ -202,7 +205,7 @@ on 2 shared CPU cores ({tr["minutes"]} min training).
 - Dev (checkpoint choice and the no-answer threshold): {d["splits"]["dev"]}.
 - Passages: {d["splits"]["passages"]}.
 - Hard negatives: {d["splits"]["negatives"]}.
-- Contexts {d["contexts"]}; questions {d["questions"]}.
+{share}- Contexts {d["contexts"]}; questions {d["questions"]}.
 - Training examples (windows): {m["examples"]}.
 
 Hyper-parameters: `{json.dumps(hp)}`.
@@ -257,6 +260,9 @@ def train_reader(
     resume: Annotated[bool, typer.Option(help="continue from work-dir/last.pt")] = False,
     measure_steps: Annotated[int, typer.Option(help="time this many steps, then stop")] = 0,
     limit: Annotated[int, typer.Option(hidden=True, help="smoke test: contexts per split")] = 0,
+    train_share: Annotated[float, typer.Option(
+        min=0.01, max=1.0, help="train on this share of the training contexts (learning "
+                                "curves; dev and held-out sets unchanged)")] = 1.0,
     init_from: Annotated[Path | None, typer.Option(
         help="start from these weights (the best.pt of an earlier stage trained on the same "
              "data and seed) instead of MiniLM; the earlier stage's metrics.json in --out is "
@@ -276,10 +282,10 @@ def train_reader(
           "attention_dropout": 0.0, "hidden_dropout": 0.1,
           "schedule": "linear warm-up then linear decay", "optimizer": "AdamW (fused), clip 1.0",
           "batches": "length-bucketed, dynamic padding", "threads": threads,
-          "init_from": str(init_from) if init_from else None}
+          "init_from": str(init_from) if init_from else None, "train_share": train_share}
     earlier = _earlier_stages(out) if init_from else []
     started = time.monotonic()
-    splits = rd.make_splits(squad, newsqa, limit or None)
+    splits = rd.make_splits(squad, newsqa, limit or None, train_share)
     tokenizer = load_tokenizer()
     train_chunks = rd.chunk_contexts(splits.train)
     examples = rd.build_examples(tokenizer, splits.train, rd.NegativeFinder(train_chunks), seed,
