@@ -22,6 +22,7 @@ from eval.squad_qa import (
     in_subset,
     ingest,
     load_contexts,
+    operating_points,
     reliability,
     run,
 )
@@ -87,7 +88,8 @@ def run_squad_command(squad: Path, *, drop_third: bool, subset: str, limit: int 
     except EvalClientError as exc:
         fail(str(exc))
     report = SquadReport(f"{squad.name} ({subset}{', a third dropped' if drop_third else ''})",
-                         settings, aggregate(results), reliability(results), results)
+                         settings, aggregate(results), reliability(results), results,
+                         operating_points(results, settings.get("min_confidence")))
     table = Table(title=f"QA evaluation on {report.source}")
     table.add_column("metric")
     table.add_column("value", justify="right")

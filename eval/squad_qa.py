@@ -381,6 +381,36 @@ def aggregate(results: Sequence[Scored]) -> dict[str, float]:
     }
 
 
+def operating_points(results: Sequence[Scored], floor: float | None,
+                     steps: int = 20) -> list[dict[str, float]]:
+    """What this run would have scored at higher ``min_confidence`` values.
+
+    An answer is given when its confidence reaches the threshold and the answer itself does not
+    depend on it, so for every threshold t at or above the run's own (``floor``) the outcome is
+    "answered here and confidence ≥ t". Below ``floor`` the abstained questions' answers are
+    unknown, so those rows are left out; run in-process with ``--min-confidence 0`` for the
+    whole curve. Unknown floor (a remote service): no rows.
+    """
+    if floor is None:
+        return []
+    ok = [r for r in results if r.error is None]
+    answerable = [r for r in ok if r.golds]
+    unanswerable = [r for r in ok if not r.golds]
+    points = []
+    for t in sorted({round(floor, 4)} | {k / steps for k in range(steps) if k / steps > floor}):
+        def says(r: Scored, t: float = t) -> bool:
+            return r.answered and r.confidence >= t
+        tpr = _mean([float(says(r)) for r in answerable])
+        tnr = _mean([float(not says(r)) for r in unanswerable])
+        points.append({
+            "min_confidence": t, "answer_rate_answerable": tpr, "abstain_rate_unanswerable": tnr,
+            "abstention_balanced_accuracy": (tpr + tnr) / 2 if answerable and unanswerable
+            else float("nan"),
+            "short_answer_f1": _mean([r.f1 if says(r) else 0.0 for r in answerable]),
+            "precision_of_answers": _mean([float(r.right) for r in ok if says(r)])})
+    return points
+
+
 def run(squad_set: SquadSet, client: Any, top_k: int = 5,
         progress: Callable[[int, int], None] | None = None) -> list[Scored]:
     """Ask every question through ``client`` (eval/clients.py) and score the answers."""
@@ -412,6 +442,8 @@ class SquadReport:
     metrics: dict[str, float]
     reliability: list[dict[str, Any]]
     results: list[Scored] = field(default_factory=list)
+    #: ``operating_points``: the metrics at higher min_confidence values, from this run.
+    operating_points: list[dict[str, float]] = field(default_factory=list)
 
     def write(self, folder: Path) -> Path:
         """report.json, report.md, report.html and reliability.png in ``folder``; returns
@@ -423,5 +455,5 @@ class SquadReport:
     def to_json(self) -> dict[str, Any]:
         """The JSON form."""
         return {"source": self.source, "settings": self.settings, "metrics": self.metrics,
-                "reliability": self.reliability,
+                "reliability": self.reliability, "operating_points": self.operating_points,
                 "questions": [asdict(r) | {"right": r.right} for r in self.results]}

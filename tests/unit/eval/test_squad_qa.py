@@ -9,11 +9,13 @@ from typing import Any
 import pytest
 
 from eval.squad_qa import (
+    Scored,
     SquadReport,
     aggregate,
     build_set,
     dropped,
     load_contexts,
+    operating_points,
     reliability,
     run,
     write_corpus,
@@ -86,6 +88,32 @@ def test_scores_short_answers_abstention_and_citations(tmp_path: Path) -> None:
     markdown = report.write(tmp_path / "report")
     assert (tmp_path / "report" / "reliability.png").stat().st_size > 1000
     assert "short_answer_f1" in markdown.read_text()
+
+
+def _scored(qid: str, golds: list[str], answered: bool, confidence: float, f1: float) -> Scored:
+    return Scored(qid, "Q?", "answerable" if golds else "dropped", golds, answered,
+                  "x" if answered else "", confidence, f1, f1, answered, True, 10.0)
+
+
+def test_operating_points_rescore_the_run_at_higher_thresholds_only(tmp_path: Path) -> None:
+    results = [_scored("a", ["g"], True, 0.9, 1.0), _scored("b", ["g"], True, 0.3, 0.5),
+               _scored("c", [], True, 0.6, 0.0), _scored("d", [], False, 0.1, 0.0)]
+    points = {p["min_confidence"]: p for p in operating_points(results, 0.2)}
+    assert min(points) == 0.2 and 0.15 not in points  # below the run's threshold is unknown
+    assert points[0.2]["abstention_balanced_accuracy"] == pytest.approx(0.75)
+    assert points[0.2]["short_answer_f1"] == pytest.approx(0.75)
+    assert points[0.35]["answer_rate_answerable"] == pytest.approx(0.5)
+    assert points[0.35]["short_answer_f1"] == pytest.approx(0.5)
+    assert points[0.65]["abstain_rate_unanswerable"] == pytest.approx(1.0)
+    assert points[0.65]["abstention_balanced_accuracy"] == pytest.approx(0.75)
+    assert points[0.65]["precision_of_answers"] == pytest.approx(1.0)
+    assert operating_points(results, None) == []
+    report = SquadReport("sample", {"min_confidence": 0.2}, aggregate(results),
+                         reliability(results), results, operating_points(results, 0.2))
+    text = report.write(tmp_path / "report").read_text()
+    assert "| 0.650 | 0.500 | 0.750 | 0.500 | 1.000 | 1.000 |" in text
+    saved = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert saved["operating_points"][0]["min_confidence"] == 0.2
 
 
 def test_a_wrong_citation_is_caught(tmp_path: Path) -> None:
