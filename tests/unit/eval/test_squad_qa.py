@@ -114,6 +114,8 @@ def test_operating_points_rescore_the_run_at_higher_thresholds_only(tmp_path: Pa
     assert "| 0.650 | 0.500 | 0.750 | 0.500 | 1.000 | 1.000 |" in text
     saved = json.loads((tmp_path / "report" / "report.json").read_text())
     assert saved["operating_points"][0]["min_confidence"] == 0.2
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "Other min_confidence values" in page and "0.650" in page
 
 
 def test_a_wrong_citation_is_caught(tmp_path: Path) -> None:
