@@ -11,7 +11,7 @@ import ast
 import hashlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from eval.checker_alignment import TokenVectors, alignment_subset
-from eval.jsonl import json_lines
+from eval.jsonl import json_file
 from service.support import strip_attribution
 from service.support.analysis import analyse
 from service.support.checker import embedding_subset
@@ -45,12 +45,6 @@ class Example:
 
 def _as_list(value: Any) -> list[Any]:
     return ast.literal_eval(value) if isinstance(value, str) else list(value)
-
-
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    """``(line number, parsed value)`` of the non-blank lines of a JSON Lines file."""
-    with open(path, encoding="utf-8") as fh:
-        yield from json_lines(fh, lambda number: f"{path}:{number}")
 
 
 #: Labels read as "supported" in claim files (WiCE's, and the usual spellings of other
@@ -90,7 +84,7 @@ def load_wice(path: Path, *, supporting_only: bool = False) -> list[Example]:
     work when converted to it: ``evidence`` may be one text, ``label`` a boolean, 0/1 or a
     name (see ``SUPPORTED_LABELS``; anything else is *not supported*)."""
     examples = []
-    for number, row in _jsonl_rows(path):
+    for number, row in json_file(path):
         try:
             claim, label = str(row["claim"]), row["label"]
             evidence = _evidence(row.get("evidence", row.get("doc")))
@@ -113,7 +107,7 @@ def load_climate_fever(path: Path) -> list[Example]:
             ev["evidence_label"] == "SUPPORTS",
             ev["evidence_label"],
         )
-        for _, row in _jsonl_rows(path)
+        for _, row in json_file(path)
         for ev in row["evidences"]
     ]
 

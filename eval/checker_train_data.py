@@ -30,12 +30,12 @@ import random
 import re
 import zipfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eval.jsonl import json_lines
+from eval.jsonl import json_file
 from service.support.cross_encoder import PairEncoder, select_sentences, split_sentences
 
 logger = logging.getLogger(__name__)
@@ -80,12 +80,6 @@ def _bucket(key: str, mod: int) -> int:
     return int(hashlib.sha1(key.encode("utf-8")).hexdigest(), 16) % mod
 
 
-def _jsonl(path: Path) -> Iterator[Any]:
-    with open(path, encoding="utf-8") as fh:
-        for _, row in json_lines(fh, lambda number: f"{path}:{number}"):
-            yield row
-
-
 def _as_list(value: Any) -> list[Any]:
     return ast.literal_eval(value) if isinstance(value, str) else list(value)
 
@@ -110,14 +104,14 @@ def _pack(sentences: Sequence[str], indices: Sequence[int]) -> str:
 def wice_claims(path: Path) -> list[Claim]:
     """WiCE claims with all their evidence sentences (for evaluation)."""
     return [Claim(r["claim"], tuple(str(s) for s in _as_list(r["evidence"])),
-                  int(r["label"] == "supported"), "wice") for r in _jsonl(path)]
+                  int(r["label"] == "supported"), "wice") for _, r in json_file(path)]
 
 
 def wice_pairs(path: Path, encoder: PairEncoder) -> tuple[list[Pair], list[Claim]]:
     """(training pairs, dev claims) from WiCE dev."""
     train: list[Pair] = []
     dev: list[Claim] = []
-    for row in _jsonl(path):
+    for _, row in json_file(path):
         claim, label = row["claim"], int(row["label"] == "supported")
         evidence = [str(s) for s in _as_list(row["evidence"])]
         if _bucket("wice:" + claim, 5) == 0:
@@ -140,7 +134,7 @@ def climate_fever(path: Path) -> tuple[list[Pair], list[Claim], list[Claim]]:
     train: list[Pair] = []
     dev: list[Claim] = []
     held: list[Claim] = []
-    for row in _jsonl(path):
+    for _, row in json_file(path):
         bucket = _bucket(f"cf:{row['claim_id']}", 10)
         for ev in row["evidences"]:
             label = int(ev["evidence_label"] == "SUPPORTS")
@@ -163,7 +157,7 @@ def qags(path: Path, encoder: PairEncoder, *, split: bool
     held: list[Claim] = []
     articles: list[list[str]] = []
     source = "qags_cnndm" if split else "qags_xsum"
-    for row in _jsonl(path):
+    for _, row in json_file(path):
         article = _fix_text(row["article"])
         in_dev = not split or _bucket("qags:" + row["article"][:200], 5) == 0
         sentences = split_sentences(article)

@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from eval.jsonl import json_lines
+from eval.jsonl import json_file
 from eval.metrics import CitedSentence, citation_scores
 from service.generator import split_sentences
 from service.support import SupportChecker, SupportLabel, strip_attribution
@@ -48,17 +48,16 @@ class JudgedSentence:
 def read_answers(path: Path) -> list[dict[str, Any]]:
     """The rows of an answers file, validated (``AnswersFileError`` names the bad line)."""
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for number, row in json_lines(fh, lambda n: f"{path}:{n}", AnswersFileError):
-            if not isinstance(row, dict) or not isinstance(row.get("answer"), str):
-                raise AnswersFileError(f"{path}:{number}: needs a string field 'answer'")
-            citations = row.get("citations", [])
-            if not isinstance(citations, list) or not all(
-                    isinstance(c, dict) and "id" in c and isinstance(c.get("text"), str)
-                    for c in citations):
-                raise AnswersFileError(f"{path}:{number}: 'citations' must be a list of "
-                                       "{\"id\", \"text\"} objects")
-            rows.append(row)
+    for number, row in json_file(path, AnswersFileError):
+        if not isinstance(row, dict) or not isinstance(row.get("answer"), str):
+            raise AnswersFileError(f"{path}:{number}: needs a string field 'answer'")
+        citations = row.get("citations", [])
+        if not isinstance(citations, list) or not all(
+                isinstance(c, dict) and "id" in c and isinstance(c.get("text"), str)
+                for c in citations):
+            raise AnswersFileError(f"{path}:{number}: 'citations' must be a list of "
+                                   "{\"id\", \"text\"} objects")
+        rows.append(row)
     if not rows:
         raise AnswersFileError(f"{path}: no answers")
     return rows

@@ -1,9 +1,10 @@
-"""Reading JSON-lines input files whose errors name the line (answers files, MRQA data)."""
+"""Reading JSON-lines input files whose errors name the line (answers, questions, claims, MRQA)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 
@@ -19,3 +20,9 @@ def json_lines(lines: Iterable[str], where: Callable[[int], str],
         except json.JSONDecodeError as exc:
             raise error(f"{where(number)}: not JSON ({exc.msg})") from exc
         yield number, value
+
+
+def json_file(path: Path, error: type[Exception] = ValueError) -> Iterator[tuple[int, Any]]:
+    """``json_lines`` over a UTF-8 file, its errors naming ``<path>:<line>``."""
+    with open(path, encoding="utf-8") as fh:
+        yield from json_lines(fh, lambda number: f"{path}:{number}", error)
