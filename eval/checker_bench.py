@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from eval.checker_fit import auc, best_ba_threshold, binary_metrics, fit_logistic
+from eval.checker_fit import auc, binary_metrics, fit_logistic, oracle_balanced_accuracy
 from service.support.calibrated import (
     CALIBRATION_FILE,
     MODEL_FEATURES,
@@ -83,11 +83,8 @@ def _gold(items: Sequence[Any]) -> np.ndarray:
 
 def score_set(items: Sequence[Any], probs: np.ndarray, threshold: float,
               baseline_threshold: float, logits: np.ndarray | None = None) -> dict[str, Any]:
-    """Balanced accuracy and AUC at the shipped threshold, next to the word-coverage baseline.
-
-    ``oracle_threshold_balanced_accuracy`` is the best any single threshold reaches when chosen
-    on this set's own labels: an upper bound that says whether calibration could still help,
-    never a result."""
+    """Balanced accuracy and AUC at the shipped threshold, next to the word-coverage baseline
+    (and ``oracle_balanced_accuracy`` of both: an upper bound, never a result)."""
     gold = _gold(items)
     coverage = np.array([word_coverage(c.claim, c.quotes) for c in items])
     at = binary_metrics(gold, probs >= threshold)
@@ -98,10 +95,9 @@ def score_set(items: Sequence[Any], probs: np.ndarray, threshold: float,
         "precision": round(at["precision"], 4), "recall": round(at["recall"], 4),
         "baseline_balanced_accuracy": round(base["balanced_accuracy"], 4),
         "baseline_auc": round(auc(gold, coverage), 4), "baseline_threshold": baseline_threshold,
-        "oracle_threshold_balanced_accuracy": round(binary_metrics(
-            gold, probs >= best_ba_threshold(gold, probs))["balanced_accuracy"], 4),
-        "baseline_oracle_threshold_balanced_accuracy": round(binary_metrics(
-            gold, coverage >= best_ba_threshold(gold, coverage))["balanced_accuracy"], 4),
+        "oracle_threshold_balanced_accuracy": round(oracle_balanced_accuracy(gold, probs), 4),
+        "baseline_oracle_threshold_balanced_accuracy": round(
+            oracle_balanced_accuracy(gold, coverage), 4),
         "reliability": reliability(gold, probs),
     }
     if logits is not None:

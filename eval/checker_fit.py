@@ -67,6 +67,12 @@ def best_ba_threshold(gold: np.ndarray, scores: np.ndarray) -> float:
     return best_t
 
 
+def oracle_balanced_accuracy(gold: np.ndarray, scores: np.ndarray) -> float:
+    """The best balanced accuracy any single threshold reaches when chosen on these very labels:
+    an upper bound that says whether calibration could still help, never a result."""
+    return binary_metrics(gold, scores >= best_ba_threshold(gold, scores))["balanced_accuracy"]
+
+
 def auc(gold: np.ndarray, scores: np.ndarray) -> float:
     pos, neg = scores[gold], scores[~gold]
     if not len(pos) or not len(neg):

@@ -13,7 +13,13 @@ import numpy as np
 
 from eval.checker_alignment import AlignmentChecker, MemoEncoder
 from eval.checker_data import CachedEmbeddings, Example, TokenVectorCache
-from eval.checker_fit import CV_FOLDS, CV_REPEATS, auc, best_ba_threshold, binary_metrics
+from eval.checker_fit import (
+    CV_FOLDS,
+    CV_REPEATS,
+    auc,
+    binary_metrics,
+    oracle_balanced_accuracy,
+)
 from service.support import SupportChecker, SupportLabel, SupportModels, strip_attribution
 from service.support.analysis import analyse
 
@@ -57,9 +63,7 @@ def evaluate_split(
         "label_supported_or_partial": binary_metrics(
             gold, [lab != SupportLabel.UNSUPPORTED for lab in labels]
         ),
-        "oracle_threshold_balanced_accuracy": binary_metrics(
-            gold, scores >= best_ba_threshold(gold, scores)
-        )["balanced_accuracy"],
+        "oracle_threshold_balanced_accuracy": oracle_balanced_accuracy(gold, scores),
         "auc": auc(gold, scores),
         "label_counts": {lab.value: sum(1 for x in labels if x == lab) for lab in SupportLabel},
         "ms_per_check": 1000 * elapsed / max(1, len(examples)),
