@@ -142,13 +142,12 @@ def squad_page(report: SquadReport) -> HtmlReport:
     page.figure(grouped_bars_figure(by_kind), "Scores by question kind.")
     page.figure(latency_figure([r.latency_ms for r in ok]), "Latency per question (ms).")
     if report.operating_points:
-        page.heading("Other min_confidence values (from this run's answers)")
-        keys = ("min_confidence", "short_answer_f1", "abstention_balanced_accuracy",
-                "answer_rate_answerable", "abstain_rate_unanswerable", "precision_of_answers")
-        page.table(["min_confidence", "short-answer F1", "abstention balanced acc.",
-                    "answer rate (answerable)", "abstain rate (unanswerable)",
-                    "precision of answers"],
-                   [[point[k] for k in keys] for point in report.operating_points])
+        from eval.squad_qa import OPERATING_POINT_COLUMNS, OPERATING_POINT_TITLE
+
+        page.heading(OPERATING_POINT_TITLE)
+        page.table([title for _, title in OPERATING_POINT_COLUMNS],
+                   [[point[key] for key, _ in OPERATING_POINT_COLUMNS]
+                    for point in report.operating_points])
     page.heading(f"Questions ({len(report.results)})")
     rows: list[list[Cell]] = []
     for r in report.results:

@@ -381,6 +381,16 @@ def aggregate(results: Sequence[Scored]) -> dict[str, float]:
     }
 
 
+#: The operating-point table: each point's keys and their column titles, in report order.
+OPERATING_POINT_COLUMNS = (
+    ("min_confidence", "min_confidence"), ("short_answer_f1", "short-answer F1"),
+    ("abstention_balanced_accuracy", "abstention balanced acc."),
+    ("answer_rate_answerable", "answer rate (answerable)"),
+    ("abstain_rate_unanswerable", "abstain rate (unanswerable)"),
+    ("precision_of_answers", "precision of answers"))
+OPERATING_POINT_TITLE = "Other min_confidence values (from this run's answers)"
+
+
 def operating_points(results: Sequence[Scored], floor: float | None,
                      steps: int = 20) -> list[dict[str, float]]:
     """What this run would have scored at higher ``min_confidence`` values.

@@ -75,14 +75,12 @@ def write_report(report: SquadReport, folder: Path) -> Path:
     lines += [f"| {r['bin']} | {r['count']} | {_fmt(r['mean_confidence'])} | "
               f"{_fmt(r['accuracy'])} |" for r in report.reliability]
     if report.operating_points:
-        lines += ["", "## Other min_confidence values (from this run's answers)", "",
-                  "| min_confidence | short-answer F1 | abstention balanced acc. | answer rate "
-                  "(answerable) | abstain rate (unanswerable) | precision of answers |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {_fmt(p['min_confidence'])} | {_fmt(p['short_answer_f1'])} | "
-                  f"{_fmt(p['abstention_balanced_accuracy'])} | "
-                  f"{_fmt(p['answer_rate_answerable'])} | "
-                  f"{_fmt(p['abstain_rate_unanswerable'])} | {_fmt(p['precision_of_answers'])} |"
+        from eval.squad_qa import OPERATING_POINT_COLUMNS, OPERATING_POINT_TITLE
+
+        lines += ["", f"## {OPERATING_POINT_TITLE}", "",
+                  "| " + " | ".join(title for _, title in OPERATING_POINT_COLUMNS) + " |",
+                  "|" + "---|" * len(OPERATING_POINT_COLUMNS)]
+        lines += ["| " + " | ".join(_fmt(p[key]) for key, _ in OPERATING_POINT_COLUMNS) + " |"
                   for p in report.operating_points]
     wrong = [r for r in report.results if (r.golds and r.f1 < 0.5) or (not r.golds and r.answered)]
     lines += ["", f"## Wrong answers and abstentions ({len(wrong)}, first 50)", "",
